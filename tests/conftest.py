@@ -15,3 +15,19 @@ sys.path.insert(0, str(REPO_ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+
+@pytest.fixture(scope="session")
+def sim_root(tmp_path_factory) -> Path:
+    """A small SimNSD tree (seed 0), generated once per test session. Treat it as read-only."""
+    from neurochat.sim.generate import generate
+
+    return generate(tmp_path_factory.mktemp("simnsd") / "small", size="small", seed=0)
+
+
+@pytest.fixture
+def sim_copy(sim_root, tmp_path) -> Path:
+    """A private copy of the small SimNSD tree that a test may damage."""
+    import shutil
+
+    return Path(shutil.copytree(sim_root, tmp_path / "nsd"))

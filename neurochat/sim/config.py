@@ -87,7 +87,7 @@ class SimConfig:
 
 SIZES: dict[str, SimConfig] = {
     # tests: a few seconds to generate
-    "small": SimConfig(name="small", voxel_mm=5.4, n_sessions=2, trials_per_session=60, n_shared=10),
+    "small": SimConfig(name="small", voxel_mm=5.0, n_sessions=2, trials_per_session=60, n_shared=10),
     # the built-in demo: about a minute on 2 cores, well under 1 GB
     "demo": SimConfig(name="demo", voxel_mm=3.6, n_sessions=2, trials_per_session=750, n_shared=100),
 }

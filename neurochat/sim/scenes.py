@@ -195,14 +195,19 @@ def write_captions(scene: Scene, rng: np.random.Generator, n: int = 5) -> list[s
         lambda: f"a picture of {objects} {rng.choice(where)}",
         lambda: f"{objects} {_verb(scene)} {rng.choice(where)}",
         lambda: f"a {scene.scene} scene with {objects}",
-        lambda: (
-            f"{noun_phrase(largest)} on the {largest.horizontal} side of the picture {rng.choice(where)}"
-            if largest is not None and largest.horizontal != "center"
-            else f"an image of {objects} {rng.choice(where)}"
-        ),
+        lambda: _placement_caption(scene, largest, rng.choice(where)),
     ]
     order = rng.permutation(len(templates))[:n]
     return [templates[i]().strip() for i in order]
+
+
+def _placement_caption(scene: Scene, largest: SceneObject | None, where: str) -> str:
+    """'a dog on the left side of the picture and a ball on the grass' (every object is named)."""
+    if largest is None or largest.horizontal == "center":
+        return f"an image of {objects_phrase(scene)} {where}"
+    others = [noun_phrase(obj) for obj in scene.objects if obj is not largest]
+    rest = f" and {join_phrases(others)}" if others else ""
+    return f"{noun_phrase(largest)} on the {largest.horizontal} side of the picture{rest} {where}"
 
 
 def _verb(scene: Scene) -> str:
