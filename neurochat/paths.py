@@ -1,0 +1,41 @@
+"""Where NeuroChat keeps generated data and run-time caches, and the built-in demo data.
+
+The cache folder is `$NEUROCHAT_CACHE`, or `.cache/` in the repository (git ignores it). The demo
+dataset is generated there on first use, so a fresh clone runs with no download.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CHECKPOINTS = REPO_ROOT / "checkpoints"
+_COMPLETE_MARKER = ".complete"  # written last, so an interrupted generation is never taken as done
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("NEUROCHAT_CACHE", REPO_ROOT / ".cache"))
+
+
+def simnsd_root(size: str = "demo", seed: int = 0) -> Path:
+    """Where the SimNSD tree of this size and seed lives in the cache."""
+    return cache_dir() / f"simnsd-{size}-seed{seed}"
+
+
+def ensure_simnsd(size: str = "demo", seed: int = 0, log=print) -> Path:
+    """The cached SimNSD tree of this size and seed, generated first if it is missing or incomplete."""
+    from neurochat.sim.generate import SIMNSD_VERSION, generate
+
+    root = simnsd_root(size, seed)
+    marker = root / _COMPLETE_MARKER
+    if marker.exists() and json.loads(marker.read_text()).get("simnsd_version") == SIMNSD_VERSION:
+        return root
+    if root.exists():
+        shutil.rmtree(root)  # an interrupted or outdated generation
+    log(f"generating the SimNSD {size} dataset (seed {seed}) into {root} — once, about a minute on 2 cores ...")
+    generate(root, size=size, seed=seed)
+    marker.write_text(json.dumps({"simnsd_version": SIMNSD_VERSION, "size": size, "seed": seed}))
+    return root
