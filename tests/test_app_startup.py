@@ -1,0 +1,26 @@
+"""The demo data is generated once into the cache, and `python app.py` summarises it."""
+
+from __future__ import annotations
+
+import json
+
+import app
+from neurochat import paths
+
+
+def test_ensure_simnsd_generates_once_and_redoes_incomplete_trees(tmp_path, monkeypatch):
+    monkeypatch.setenv("NEUROCHAT_CACHE", str(tmp_path))
+    messages = []
+    root = paths.ensure_simnsd("small", seed=0, log=messages.append)
+    assert (root / "nsddata/experiments/nsd/nsd_expdesign.mat").exists() and len(messages) == 1
+    assert paths.ensure_simnsd("small", seed=0, log=messages.append) == root and len(messages) == 1
+    (root / ".complete").unlink()  # as if generation had been interrupted
+    paths.ensure_simnsd("small", seed=0, log=messages.append)
+    assert len(messages) == 2 and (root / ".complete").exists()
+
+
+def test_app_prints_the_demo_summary(sim_root, monkeypatch, capsys):
+    monkeypatch.setattr(app, "ensure_simnsd", lambda size, seed: sim_root)
+    assert app.main(["--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert [s["name"] for s in summary["subjects"]] == ["subj01", "subj02", "subj05", "subj07"]
