@@ -1,0 +1,82 @@
+"""The two presets: `demo` (SimNSD + tiny committed models, CPU) and `paper` (NSD + the paper's models).
+
+Presets differ only in where weights live and in sizes; every class and loader is the same. A
+preset names folders, never hub ids: nothing is downloaded at run time.
+
+The `paper` preset reads a weights root laid out like the Hugging Face hub ids:
+
+    WEIGHTS/openai/clip-vit-large-patch14/                      CLIP ViT-L/14 (image + text)
+    WEIGHTS/stabilityai/stable-diffusion-2-1-unclip-small/      Stable unCLIP (CLIP-L variant), incl. vae/
+    WEIGHTS/meta-llama/Meta-Llama-3-8B-Instruct/                the LLM (any causal-LM folder works)
+    WEIGHTS/neurochat/extractor/                                NeuroChat's trained ViT3D extractors
+
+Get them once on a machine with internet, e.g.
+`huggingface-cli download openai/clip-vit-large-patch14 --local-dir WEIGHTS/openai/clip-vit-large-patch14`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from neurochat.errors import ConfigError
+from neurochat.paths import CHECKPOINTS
+
+PRESETS = ("demo", "paper")
+PAPER_HUB_IDS = {
+    "clip": "openai/clip-vit-large-patch14",
+    "unclip": "stabilityai/stable-diffusion-2-1-unclip-small",
+    "llm": "meta-llama/Meta-Llama-3-8B-Instruct",
+    "extractor": "neurochat/extractor",
+}
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Where one preset's components live, and its sizes."""
+
+    name: str
+    clip_dir: Path  # transformers CLIPModel folder (image and text embeddings)
+    unclip_dir: Path  # diffusers StableUnCLIPImg2ImgPipeline folder (its vae/ gives the VAE latents)
+    llm_dir: Path  # transformers causal-LM folder with tokenizer and chat template
+    extractor_dir: Path  # NeuroChat ViT3D checkpoints
+    image_size: int  # resolution of the VAE and of reconstructions (paper: 512, then 425 for metrics)
+
+    def missing(self, component: str) -> str:
+        """A sentence saying which folder is missing and how to get it."""
+        folder = getattr(self, f"{component}_dir")
+        if self.name == "demo":
+            return (
+                f"the demo's {component} weights are missing at {folder}: they are committed to the repository "
+                "(checkpoints/demo/); restore them with git, or rebuild them with `python -m train.demo_bundle`"
+            )
+        hub_id = PAPER_HUB_IDS[component]
+        return (
+            f"the paper preset's {component} weights are missing at {folder}: download '{hub_id}' on a machine "
+            f"with internet (`huggingface-cli download {hub_id} --local-dir {folder}`) and copy the folder here"
+        )
+
+
+def get_preset(name: str, weights: str | Path | None = None) -> Preset:
+    """The preset called `name`; `paper` needs `weights` (or $NEUROCHAT_WEIGHTS), its weights root."""
+    if name == "demo":
+        demo = Path(weights) if weights else CHECKPOINTS / "demo"
+        return Preset("demo", demo / "clip", demo / "unclip", demo / "llm", demo / "extractor", image_size=64)
+    if name == "paper":
+        root = weights or os.environ.get("NEUROCHAT_WEIGHTS")
+        if not root:
+            raise ConfigError(
+                "the paper preset needs a weights folder: pass --weights DIR (or set NEUROCHAT_WEIGHTS) holding "
+                + ", ".join(f"{hub_id}/" for hub_id in PAPER_HUB_IDS.values())
+            )
+        root = Path(root)
+        return Preset(
+            "paper",
+            root / PAPER_HUB_IDS["clip"],
+            root / PAPER_HUB_IDS["unclip"],
+            root / PAPER_HUB_IDS["llm"],
+            root / PAPER_HUB_IDS["extractor"],
+            image_size=512,
+        )
+    raise ConfigError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
