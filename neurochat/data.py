@@ -219,3 +219,13 @@ def test_set(bank: TrialBank, protocol: str = "averaged") -> TestSet:
 
 test_set.__test__ = False  # not a pytest test, despite its name
 TestSet.__test__ = False
+
+
+def build_preprocessor(dataset: NSDDataset, patch_size: int, zero_outside_mask: bool = True) -> PatchPreprocessor:
+    """The paper's preprocessor for a dataset: common grid = the first subject's native grid (subj01
+    in NSD, App. B), union of every subject's nsdgeneral mask."""
+    from neurochat.preprocess import PreprocessConfig
+
+    masks = {subject: dataset.nsdgeneral(subject) for subject in dataset.subjects}
+    config = PreprocessConfig(dataset.native_shape(dataset.subjects[0]), patch_size, zero_outside_mask)
+    return PatchPreprocessor.from_subject_masks(config, masks)

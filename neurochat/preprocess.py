@@ -487,6 +487,12 @@ class PatchPreprocessor:
         """Number of common-grid voxels in the union mask."""
         return int(self._union_positions.size)
 
+    @property
+    def union_token_positions(self) -> np.ndarray:
+        """(n_union_voxels,) flat positions in the (N·C) token layout of the union-mask voxels, in the
+        C order of the common grid: ``tokens.reshape(B, -1)[:, positions]`` are the flattened voxels."""
+        return self._union_positions
+
     def __repr__(self) -> str:
         return (
             f"PatchPreprocessor({self.config}, n_union_voxels={self.n_union_voxels}, "
@@ -535,7 +541,7 @@ class PatchPreprocessor:
         """
         tokens = self(volumes)
         flat = tokens.reshape(*tokens.shape[:-2], -1)  # (..., N·C)
-        return flat[..., torch.as_tensor(self._union_positions, device=flat.device)]
+        return flat[..., torch.as_tensor(self.union_token_positions, device=flat.device)]
 
     # Checkpoints
 

@@ -42,6 +42,8 @@ class Preset:
     llm_dir: Path  # transformers causal-LM folder with tokenizer and chat template
     extractor_dir: Path  # NeuroChat ViT3D checkpoints
     image_size: int  # resolution of the VAE and of reconstructions (paper: 512, then 425 for metrics)
+    patch_sizes: tuple[int, ...]  # ViT3D patch sizes; the first is the main model, all three the
+    # localization ensemble (Sec. 4.4: 14, 12, 10; the demo grid is half NSD's, so 7, 6, 5)
 
     def missing(self, component: str) -> str:
         """A sentence saying which folder is missing and how to get it."""
@@ -62,7 +64,8 @@ def get_preset(name: str, weights: str | Path | None = None) -> Preset:
     """The preset called `name`; `paper` needs `weights` (or $NEUROCHAT_WEIGHTS), its weights root."""
     if name == "demo":
         demo = Path(weights) if weights else CHECKPOINTS / "demo"
-        return Preset("demo", demo / "clip", demo / "unclip", demo / "llm", demo / "extractor", image_size=64)
+        return Preset("demo", demo / "clip", demo / "unclip", demo / "llm", demo / "extractor", image_size=64,
+                      patch_sizes=(7, 6, 5))  # fmt: skip
     if name == "paper":
         root = weights or os.environ.get("NEUROCHAT_WEIGHTS")
         if not root:
@@ -78,5 +81,6 @@ def get_preset(name: str, weights: str | Path | None = None) -> Preset:
             root / PAPER_HUB_IDS["llm"],
             root / PAPER_HUB_IDS["extractor"],
             image_size=512,
+            patch_sizes=(14, 12, 10),
         )
     raise ConfigError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")

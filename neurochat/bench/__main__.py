@@ -17,6 +17,7 @@ from neurochat.cli import run_main
 # name → module under neurochat.bench
 BENCHMARKS = {
     "preprocess": "neurochat.bench.preprocess",
+    "extractor": "neurochat.bench.extractor",
 }
 
 

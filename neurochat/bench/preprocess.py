@@ -21,15 +21,11 @@ import scipy.ndimage
 import torch
 
 from neurochat.cli import write_json
+from neurochat.sim.config import NSD_GRIDS_XYZ, SUBJECTS
 from neurochat.preprocess import PAPER_COMMON_GRID, PAPER_PATCH_SIZES, PatchPreprocessor, PreprocessConfig
 
 # NSD func1pt8mm grids (X, Y, Z) of the paper's four subjects (see design/NSD_FORMAT.md).
-NSD_NATIVE_GRIDS = {
-    "subj01": (81, 104, 83),
-    "subj02": (82, 106, 84),
-    "subj05": (79, 97, 78),
-    "subj07": (78, 95, 81),
-}
+NSD_NATIVE_GRIDS = {subject: NSD_GRIDS_XYZ[subject] for subject in SUBJECTS}
 # About the size of the union of those subjects' nsdgeneral masks (12,682–15,724 voxels each).
 SYNTHETIC_UNION_VOXELS = 25_000
 # float32 outputs of two different float pipelines: agreement to a few float32 ulps of unit values.

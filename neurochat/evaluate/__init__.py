@@ -1,0 +1,1 @@
+"""Evaluations that reproduce the paper's tables on SimNSD (or NSD): `python -m neurochat.evaluate`."""

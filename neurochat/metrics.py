@@ -1,0 +1,43 @@
+"""Identification and correlation metrics shared by the evaluations (paper App. C.1).
+
+Two-way identification follows Ozcelik & VanRullen (Brain-Diffuser), as the paper does: for each
+sample i, the share of other samples j for which the truth of i correlates more with the
+prediction of i than with the prediction of j; averaged over i.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def pearson_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pearson correlation of every row of `a` (n, d) with every row of `b` (m, d) → (n, m)."""
+    a = np.asarray(a, dtype=np.float64).reshape(len(a), -1)
+    b = np.asarray(b, dtype=np.float64).reshape(len(b), -1)
+    a = a - a.mean(axis=1, keepdims=True)
+    b = b - b.mean(axis=1, keepdims=True)
+    a /= np.linalg.norm(a, axis=1, keepdims=True) + 1e-12
+    b /= np.linalg.norm(b, axis=1, keepdims=True) + 1e-12
+    return a @ b.T
+
+
+def two_way_identification(predicted: np.ndarray, true: np.ndarray) -> float:
+    """Mean over i of the share of j ≠ i with corr(true_i, pred_i) > corr(true_i, pred_j)."""
+    n = len(true)
+    if n < 2:
+        raise ValueError("two-way identification needs at least two samples")
+    corr = pearson_matrix(true, predicted)  # (n, n): truth i vs prediction j
+    own = np.diag(corr)[:, None]
+    wins = (own > corr).sum(axis=1)  # the diagonal never counts (own > own is False)
+    return float(np.mean(wins / (n - 1)))
+
+
+def top1_retrieval(predicted: np.ndarray, true: np.ndarray) -> float:
+    """Share of predictions whose most correlated truth, among all n, is their own."""
+    corr = pearson_matrix(predicted, true)  # (n, n): prediction i vs truth j
+    return float(np.mean(corr.argmax(axis=1) == np.arange(len(true))))
+
+
+def mean_correlation(predicted: np.ndarray, true: np.ndarray) -> float:
+    """Mean Pearson correlation between each prediction and its own truth (flattened)."""
+    return float(np.mean(np.diag(pearson_matrix(predicted, true))))

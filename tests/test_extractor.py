@@ -1,0 +1,113 @@
+"""The ViT3D extractor: shapes, the paper's loss (Eq. 2), baselines' token layout, checkpoints."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from neurochat.bench.__main__ import main as bench_main
+from neurochat.data import build_preprocessor
+from neurochat.errors import DataError
+from neurochat.models.extractor import (
+    ExtractorBundle,
+    ExtractorConfig,
+    ExtractorOutput,
+    FMRIExtractor,
+    alignment_loss,
+    flatten_tokens,
+    load_extractor,
+    save_extractor,
+    token_coordinates,
+    token_count,
+)
+from neurochat.nsd import NSDDataset
+
+
+@pytest.fixture(scope="module")
+def preprocessor(sim_root):
+    return build_preprocessor(NSDDataset(sim_root), patch_size=4)
+
+
+def tiny(preprocessor, layout="vit3d") -> FMRIExtractor:
+    torch.manual_seed(0)
+    config = ExtractorConfig(layout=layout, patch_size=4, n_tokens=token_count(preprocessor, layout), hidden=24,
+                             layers=3, heads=2, head_hidden=16, clip_dim=8, latent_shape=(2, 4, 4))  # fmt: skip
+    return FMRIExtractor(config, token_coordinates(preprocessor, layout)).eval()
+
+
+def test_shapes_and_the_penultimate_hook_point(preprocessor):
+    model = tiny(preprocessor)
+    tokens = torch.randn(5, preprocessor.n_patches, 64)
+    seen = []
+    handle = model.penultimate.register_forward_hook(lambda module, args, out: seen.append(out))
+    output = model(tokens)
+    handle.remove()
+    assert output.clip.shape == (5, 8)
+    assert output.vae.shape == (5, 2, 4, 4)
+    assert output.penultimate.shape == (5, 1 + preprocessor.n_patches, 24)
+    torch.testing.assert_close(seen[0], output.penultimate)
+    # the CLS readout depends on the input
+    assert not torch.allclose(model(tokens[:1]).clip, model(torch.randn(1, preprocessor.n_patches, 64)).clip)
+
+
+def test_eq2_against_a_hand_computation():
+    output = ExtractorOutput(
+        clip=torch.tensor([[1.0, 2.0]]), vae=torch.tensor([[[[0.0, 4.0]]]]), penultimate=torch.zeros(1, 1, 1)
+    )
+    clip_target = torch.tensor([[0.0, 0.0]])  # squared errors 1, 4 -> mean 2.5
+    vae_target = torch.tensor([[[[2.0, 0.0]]]])  # squared errors 4, 16 -> mean 10
+    total, clip_term, vae_term = alignment_loss(output, clip_target, vae_target, alpha=1 / 64)
+    assert clip_term.item() == pytest.approx(2.5)
+    assert vae_term.item() == pytest.approx(10.0)
+    assert total.item() == pytest.approx(2.5 + 10.0 / 64)
+
+
+def test_flattened_baseline_tokens_are_the_union_voxels_in_c_order(preprocessor, sim_root):
+    data = NSDDataset(sim_root)
+    volumes = data.read_trials("subj02", [0, 1])
+    patch_tokens = preprocessor(volumes)
+    flat = flatten_tokens(patch_tokens, preprocessor)
+    voxels = preprocessor.common_grid_voxels(volumes)  # (2, M)
+    assert flat.shape == (2, token_count(preprocessor, "flattened"), 64)
+    torch.testing.assert_close(flat.reshape(2, -1)[:, : voxels.shape[1]], voxels)
+    assert torch.all(flat.reshape(2, -1)[:, voxels.shape[1] :] == 0)
+    coords = token_coordinates(preprocessor, "flattened")
+    assert np.all(coords[:, 1:] == 0) and np.array_equal(coords[:, 0], np.arange(len(coords)))
+    model = tiny(preprocessor, "flattened")
+    assert model(flat).clip.shape == (2, 8)
+
+
+def test_checkpoint_round_trip(preprocessor, tmp_path, sim_root):
+    model = tiny(preprocessor)
+    save_extractor(ExtractorBundle(model, preprocessor, {"note": "test"}), tmp_path / "ckpt")
+    loaded = load_extractor(tmp_path / "ckpt")
+    volumes = NSDDataset(sim_root).read_trials("subj07", [4])
+    tokens = preprocessor(volumes)
+    torch.testing.assert_close(loaded.preprocessor(volumes), tokens)  # preprocessing parameters come back
+    assert loaded.config == model.config and loaded.info == {"note": "test"}
+    a, b = model(tokens), loaded.model(tokens)
+    assert torch.equal(a.clip, b.clip) and torch.equal(a.vae, b.vae)
+    json.loads((tmp_path / "ckpt/config.json").read_text())  # readable by people and tools
+
+
+def test_wrong_token_shape_is_explained(preprocessor):
+    model = tiny(preprocessor)
+    with pytest.raises(DataError, match=r"expects tokens of shape \(B, \d+, 64\).*got \(2, 3, 64\)"):
+        model(torch.zeros(2, 3, 64))
+
+
+def test_missing_checkpoint_is_explained(tmp_path):
+    with pytest.raises(DataError, match="missing .*config.json"):
+        load_extractor(tmp_path)
+
+
+def test_paper_preset_builds_and_runs_forward_backward(tmp_path, capsys):
+    """App. C: 16 layers, hidden 768, r = 14 on NSD's geometry; one sample forward and backward on CPU."""
+    bench_main(["extractor", "--preset", "paper", "--json", str(tmp_path / "paper.json")])
+    out = capsys.readouterr().out
+    numbers = json.loads((tmp_path / "paper.json").read_text())
+    assert "16 layers x hidden 768, r = 14" in out and f"N = {numbers['n_tokens']}" in out
+    assert numbers["parameters"] > 100e6 and numbers["finite"]

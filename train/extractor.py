@@ -1,0 +1,111 @@
+"""Train an fMRI feature extractor (ViT3D or a paper baseline) on NSD or SimNSD.
+
+    python -m train.extractor --preset demo                         # ViT3D, r = 7, all subjects
+    python -m train.extractor --preset demo --patch-size 5          # a localization-ensemble member
+    python -m train.extractor --preset demo --layout flattened      # "w/o ViT3D" (Sec. 4.2)
+    python -m train.extractor --preset demo --subject subj01        # "w/o C_Subj": one subject's model
+    accelerate launch -m train.extractor --preset paper --weights W --nsd-root /data/nsd --max-session 37
+
+Writes a self-describing checkpoint (weights + config + preprocessing parameters) to --out, by
+default PRESET_EXTRACTORS/<layout>_r<r> (or subject_specific_r<r>/<subject>). Interrupted runs
+resume from their last finished epoch.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Sequence
+
+from neurochat.cli import run_main
+
+
+def default_output(extractor_dir: Path, layout: str, patch_size: int, subjects: list[str] | None) -> Path:
+    if subjects and len(subjects) == 1:
+        return extractor_dir / f"subject_specific_r{patch_size}" / subjects[0]
+    return extractor_dir / f"{layout}_r{patch_size}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m train.extractor", description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", choices=("demo", "paper"), default="demo")
+    parser.add_argument("--weights", help="paper preset: weights root (see neurochat/presets.py)")
+    parser.add_argument("--nsd-root", help="NSD tree (demo default: the cached SimNSD demo, generated if needed)")
+    parser.add_argument("--max-session", type=int, help="ignore later sessions (37: the classic split)")
+    parser.add_argument("--patch-size", type=int, help="r (default: the preset's main size, 7 demo / 14 paper)")
+    parser.add_argument("--layout", choices=("vit3d", "flattened"), default="vit3d")
+    parser.add_argument("--subject", action="append", help="train on these subjects only (repeatable)")
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--max-steps", type=int, help="stop after this many steps (smoke tests)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tiny", action="store_true", help="a tiny network (tests)")
+    parser.add_argument("--out", help="checkpoint folder")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+
+    # heavy imports after argument parsing, so --help is instant
+    from neurochat.data import TrialBank, build_preprocessor
+    from neurochat.errors import ConfigError
+    from neurochat.models.extractor import (
+        ExtractorBundle,
+        ExtractorConfig,
+        FMRIExtractor,
+        demo_config,
+        paper_config,
+        token_coordinates,
+        token_count,
+    )
+    from neurochat.models.vision import VisionEncoders
+    from neurochat.nsd import NSDDataset
+    from neurochat.paths import ensure_simnsd
+    from neurochat.presets import get_preset
+    from neurochat.targets import dataset_targets
+    from neurochat.training.extractor import TrainConfig, train_extractor
+
+    preset = get_preset(args.preset, args.weights)
+    if args.nsd_root:
+        root = Path(args.nsd_root)
+    elif args.preset == "demo":
+        root = ensure_simnsd("demo")
+    else:
+        raise ConfigError("the paper preset trains on real NSD: pass --nsd-root DIR")
+    dataset = NSDDataset(root, max_session=args.max_session)
+    patch_size = args.patch_size or preset.patch_sizes[0]
+
+    # 1. Preprocessing and compact voxel arrays; 2. targets from the preset's CLIP and VAE
+    preprocessor = build_preprocessor(dataset, patch_size)
+    bank = TrialBank(dataset, preprocessor, subjects=args.subject)
+    vision = VisionEncoders.from_preset(preset)
+    targets = dataset_targets(dataset, vision)
+
+    # 3. The network
+    if args.tiny:
+        config = ExtractorConfig(layout=args.layout, patch_size=patch_size, n_tokens=token_count(preprocessor, args.layout),
+                                 hidden=24, layers=2, heads=2, head_hidden=32, clip_dim=vision.clip_dim,
+                                 latent_shape=vision.latent_shape)  # fmt: skip
+    elif args.preset == "paper":
+        config = paper_config(preprocessor, args.layout)
+    else:
+        config = demo_config(preprocessor, vision.clip_dim, vision.latent_shape, args.layout)
+    model = FMRIExtractor(config, token_coordinates(preprocessor, args.layout))
+    info = {"dataset": str(root), "max_session": args.max_session, "preset": args.preset,
+            "vision": {"clip": str(vision.clip_dir), "unclip": str(vision.unclip_dir)}}  # fmt: skip
+    bundle = ExtractorBundle(model, preprocessor, info)
+
+    # 4. Train and save
+    out = Path(args.out) if args.out else default_output(preset.extractor_dir, args.layout, patch_size, args.subject)
+    n_parameters = sum(p.numel() for p in model.parameters())
+    print(f"training {args.layout} r={patch_size} ({n_parameters / 1e6:.2f} M parameters, N={config.n_tokens}) "
+          f"on {len(bank.subjects)} subject(s) → {out}")  # fmt: skip
+    train_config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                               max_steps=args.max_steps)  # fmt: skip
+    result = train_extractor(bundle, bank, targets, train_config, out, progress=not args.no_progress)
+    last = result["history"][-1] if result["history"] else {}
+    print(f"done: {result['steps']} steps in {result['train_seconds_this_run']} s; last epoch loss {last.get('loss', float('nan')):.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)
