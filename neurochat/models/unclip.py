@@ -1,0 +1,124 @@
+"""The UnCLIP decoder D of Eq. 4: a diffusers `StableUnCLIPImg2ImgPipeline` folder, demo or paper.
+
+The paper uses `stabilityai/stable-diffusion-2-1-unclip-small` (the CLIP ViT-L/14 variant). The
+demo builds the same pipeline at small scale: its vision components (VAE, CLIP image and text
+encoders, tokenizer, feature extractor) come from `train/vision.py`; this module adds the pieces of
+unCLIP's decoder (Ramesh et al., Stable unCLIP):
+
+- `unet`: a `UNet2DConditionModel` conditioned on the CLIP text encoder's hidden states
+  (cross-attention) and on the noise-augmented CLIP image embedding, given as "class labels"
+  through a projection class embedding of [embedding, noise-level embedding] (2 × clip_dim);
+- `image_normalizer`: the mean and std of CLIP image embeddings, to noise them in a unit scale;
+- `image_noising_scheduler`: the schedule of that noise augmentation;
+- `scheduler`: the denoising schedule.
+
+Both presets load through `load_unclip`, from a local folder only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from neurochat.errors import ConfigError
+from neurochat.presets import Preset
+
+UNCLIP_SUBFOLDERS = ("unet", "vae", "text_encoder", "tokenizer", "image_encoder", "feature_extractor",
+                     "image_normalizer", "image_noising_scheduler", "scheduler")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class DemoUNetConfig:
+    """The demo decoder's size: ~3 M parameters on 4×16×16 latents (STACK_NOTES: 1–2.5 s/step)."""
+
+    block_out_channels: tuple[int, ...] = (64, 128, 128)
+    layers_per_block: int = 1
+    attention_heads: tuple[int, ...] = (4, 8, 8)  # diffusers calls this `attention_head_dim`
+    train_timesteps: int = 1000
+    noise_schedule: tuple[float, float] = (0.00085, 0.012)  # Stable Diffusion's scaled-linear betas
+
+
+def build_demo_unet(config: DemoUNetConfig, latent_shape: tuple[int, int, int], text_hidden: int, clip_dim: int):
+    """A randomly initialised UNet with unCLIP's conditioning for the demo's latents and CLIP."""
+    from diffusers import UNet2DConditionModel
+
+    channels, size, _ = latent_shape
+    n_blocks = len(config.block_out_channels)
+    return UNet2DConditionModel(
+        sample_size=size,
+        in_channels=channels,
+        out_channels=channels,
+        down_block_types=("CrossAttnDownBlock2D",) * (n_blocks - 1) + ("DownBlock2D",),
+        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (n_blocks - 1),
+        block_out_channels=config.block_out_channels,
+        layers_per_block=config.layers_per_block,
+        attention_head_dim=config.attention_heads,
+        cross_attention_dim=text_hidden,
+        # unCLIP: the image embedding enters like a class label, concatenated with the embedding of
+        # its noise level (StableUnCLIPImg2ImgPipeline.noise_image_embeddings)
+        class_embed_type="projection",
+        projection_class_embeddings_input_dim=2 * clip_dim,
+        use_linear_projection=True,
+    )
+
+
+def build_demo_schedulers(config: DemoUNetConfig):
+    """(scheduler, image_noising_scheduler) as Stable unCLIP has them: DDIM to sample, DDPM
+    squared-cosine to noise-augment image embeddings."""
+    from diffusers import DDIMScheduler, DDPMScheduler
+
+    beta_start, beta_end = config.noise_schedule
+    scheduler = DDIMScheduler(num_train_timesteps=config.train_timesteps, beta_schedule="scaled_linear",
+                              beta_start=beta_start, beta_end=beta_end, prediction_type="epsilon",
+                              clip_sample=False, set_alpha_to_one=False, steps_offset=1)  # fmt: skip
+    noising = DDPMScheduler(num_train_timesteps=config.train_timesteps, beta_schedule="squaredcos_cap_v2")
+    return scheduler, noising
+
+
+def save_decoder_parts(folder: str | Path, unet, image_normalizer, scheduler, image_noising_scheduler) -> None:
+    """Write the decoder's parts next to the vision parts and the pipeline's model_index.json."""
+    from diffusers import StableUnCLIPImg2ImgPipeline
+
+    folder = Path(folder)
+    unet.save_pretrained(folder / "unet")
+    image_normalizer.save_pretrained(folder / "image_normalizer")
+    scheduler.save_pretrained(folder / "scheduler")
+    image_noising_scheduler.save_pretrained(folder / "image_noising_scheduler")
+    # model_index.json lists every component's class; build it from a pipeline of the loaded parts
+    parts = _load_vision_parts(folder)
+    pipe = StableUnCLIPImg2ImgPipeline(unet=unet, image_normalizer=image_normalizer, scheduler=scheduler,
+                                       image_noising_scheduler=image_noising_scheduler, **parts)  # fmt: skip
+    pipe.save_config(folder)
+
+
+def _load_vision_parts(folder: Path) -> dict:
+    from diffusers import AutoencoderKL
+    from transformers import CLIPImageProcessor, CLIPTextModel, CLIPTokenizer, CLIPVisionModelWithProjection
+
+    return {
+        "vae": AutoencoderKL.from_pretrained(folder / "vae", local_files_only=True),
+        "text_encoder": CLIPTextModel.from_pretrained(folder / "text_encoder", local_files_only=True),
+        "tokenizer": CLIPTokenizer.from_pretrained(folder / "tokenizer", local_files_only=True),
+        "image_encoder": CLIPVisionModelWithProjection.from_pretrained(folder / "image_encoder", local_files_only=True),
+        "feature_extractor": CLIPImageProcessor.from_pretrained(folder / "feature_extractor", local_files_only=True),
+    }
+
+
+def load_unclip(preset: Preset | str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None):
+    """The preset's StableUnCLIPImg2ImgPipeline, from its local folder; bf16 on GPU by default."""
+    from diffusers import StableUnCLIPImg2ImgPipeline
+
+    folder = Path(preset.unclip_dir if isinstance(preset, Preset) else preset)
+    missing = [name for name in UNCLIP_SUBFOLDERS if not (folder / name).is_dir()]
+    if missing or not (folder / "model_index.json").exists():
+        what = ", ".join(missing) or "model_index.json"
+        hint = preset.missing("unclip") if isinstance(preset, Preset) else "train it with `python -m train.unclip`"
+        raise ConfigError(f"the UnCLIP pipeline folder {folder} lacks {what}: {hint}")
+    device = torch.device(device)
+    if dtype is None:
+        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    pipe = StableUnCLIPImg2ImgPipeline.from_pretrained(folder, local_files_only=True, dtype=dtype)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device)

@@ -1,0 +1,173 @@
+"""Visual reconstruction with UnCLIP and the β knob (paper Eq. 4, Sec. 3.4, Fig. 5–6).
+
+    x̂ = D((1 − β) ẑ_v + β σ | ẑ_c, a_r),   σ ~ N(0, 1),   β = 0.93 by default
+
+D is the frozen Stable unCLIP decoder, conditioned on the extractor's predicted CLIP image
+embedding ẑ_c (as unCLIP's noise-augmented "class labels") and on the LLM's reconstruction prompt
+a_r (through the text encoder). ẑ_v, the predicted VAE latent, is the starting point: β is the
+noise strength of an img2img pass. β = 0 returns the decode of ẑ_v; β = 1 starts from pure noise,
+so ẑ_c and a_r alone make the picture.
+
+diffusers' `StableUnCLIPImg2ImgPipeline` has no strength argument (its `latents=` is x_T of the
+full schedule), so the loop below is written out, with the pipeline's own components and helpers
+(`encode_prompt`, `noise_image_embeddings`, the scheduler), following diffusers' img2img logic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from neurochat.errors import ConfigError, DataError
+
+DEFAULT_BETA = 0.93  # Sec. 4.1 / App. C
+DEFAULT_STEPS = 20
+DEFAULT_GUIDANCE = 3.0
+
+
+@dataclass(frozen=True)
+class StartLatents:
+    """Where the denoising starts for a given β."""
+
+    latents: torch.Tensor  # (B, C, h, w) x_t at the first timestep
+    timesteps: torch.Tensor  # the timesteps still to run
+    noise_fraction: float  # std of the noise part of x_t relative to a unit latent: 0 (β = 0) .. 1 (β = 1)
+
+
+def start_latents(scheduler, z_v: torch.Tensor, beta: float, steps: int, generator: torch.Generator) -> StartLatents:
+    """Noise ẑ_v to the timestep that strength β reaches (diffusers' img2img `get_timesteps` logic).
+
+    The scheduler's timesteps are set here. β = 1 starts from pure noise (no trace of ẑ_v), as Eq. 4
+    asks, instead of `add_noise` at the last timestep, which keeps a few percent of ẑ_v.
+    """
+    if not 0.0 <= beta <= 1.0:
+        raise ConfigError(f"β = {beta} is outside [0, 1]: it is the share of noise mixed into ẑ_v (Eq. 4)")
+    scheduler.set_timesteps(steps, device=z_v.device)
+    order = getattr(scheduler, "order", 1)
+    n_run = min(int(round(steps * beta)), steps)  # denoising steps actually run
+    t_start = steps - n_run
+    timesteps = scheduler.timesteps[t_start * order :]
+    if hasattr(scheduler, "set_begin_index"):
+        scheduler.set_begin_index(t_start * order)
+    noise = torch.randn(z_v.shape, generator=generator, dtype=torch.float32).to(z_v.device, z_v.dtype)
+    if n_run == 0:
+        return StartLatents(z_v, timesteps, 0.0)
+    if n_run == steps and beta >= 1.0:
+        return StartLatents(noise * getattr(scheduler, "init_noise_sigma", 1.0), timesteps, 1.0)
+    t = timesteps[:1].repeat(len(z_v))
+    latents = scheduler.add_noise(z_v, noise, t)
+    alpha_bar = scheduler.alphas_cumprod[int(timesteps[0])].item()
+    return StartLatents(latents, timesteps, float(np.sqrt(1.0 - alpha_bar)))
+
+
+class Reconstructor:
+    """Eq. 4 on a loaded Stable unCLIP pipeline. Components are loaded once and reused.
+
+    Parameters
+    ----------
+    pipe : diffusers.StableUnCLIPImg2ImgPipeline
+        Loaded with `neurochat.models.unclip.load_unclip` (demo folder or the paper's).
+    """
+
+    def __init__(self, pipe):
+        self.pipe = pipe
+
+    @property
+    def device(self) -> torch.device:
+        return self.pipe.unet.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.pipe.unet.dtype
+
+    @torch.no_grad()
+    def decode(self, z_v: torch.Tensor) -> np.ndarray:
+        """The VAE decode of scaled latents, uint8 (B, H, W, 3) (what β = 0 returns)."""
+        vae = self.pipe.vae
+        images = vae.decode(z_v.to(self.device, vae.dtype) / vae.config.scaling_factor).sample
+        return _to_uint8(images)
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        z_c: torch.Tensor,
+        z_v: torch.Tensor,
+        prompt: str | list[str] = "",
+        beta: float = DEFAULT_BETA,
+        seed: int = 0,
+        steps: int = DEFAULT_STEPS,
+        guidance: float = DEFAULT_GUIDANCE,
+        noise_level: int = 0,
+        progress=None,
+    ) -> np.ndarray:
+        """Reconstruct pictures from predicted features, uint8 (B, H, W, 3).
+
+        Parameters
+        ----------
+        z_c : (B, clip_dim) predicted CLIP image embeddings ẑ_c
+        z_v : (B, C, h, w) predicted VAE latents ẑ_v in scaled units
+        prompt : the reconstruction prompt a_r, one for all or one per picture ("" for "w/o LLM")
+        beta : noise strength in [0, 1] (Eq. 4)
+        seed : the same seed gives the same picture
+        steps, guidance : scheduler steps of the full schedule, classifier-free guidance scale
+        noise_level : unCLIP's noise augmentation of ẑ_c (0 = none)
+        progress : optional callable(step, total) for progress bars
+        """
+        pipe = self.pipe
+        # 1. Check inputs
+        z_c = torch.as_tensor(z_c, dtype=torch.float32)
+        z_v = torch.as_tensor(z_v, dtype=torch.float32)
+        if z_c.ndim != 2 or z_v.ndim != 4 or len(z_c) != len(z_v):
+            raise DataError(f"expected ẑ_c (B, d) and ẑ_v (B, C, h, w) with the same B; got {tuple(z_c.shape)} and {tuple(z_v.shape)}")
+        expected_latent = (pipe.unet.config.in_channels, pipe.unet.config.sample_size, pipe.unet.config.sample_size)
+        if tuple(z_v.shape[1:]) != expected_latent:
+            raise DataError(f"ẑ_v has shape {tuple(z_v.shape[1:])}, but this decoder works on latents {expected_latent}")
+        batch = len(z_c)
+        prompts = [prompt] * batch if isinstance(prompt, str) else list(prompt)
+        if len(prompts) != batch:
+            raise DataError(f"{len(prompts)} prompts for {batch} pictures")
+        device, dtype = self.device, self.dtype
+        z_c, z_v = z_c.to(device, dtype), z_v.to(device, dtype)
+        if beta == 0:
+            return self.decode(z_v)
+        generator = torch.Generator().manual_seed(seed)
+        use_guidance = guidance > 1.0
+
+        # 2. Encode the prompt a_r (and the empty prompt for classifier-free guidance)
+        prompt_embeds, negative_embeds = pipe.encode_prompt(
+            prompts, device, 1, use_guidance, negative_prompt=[""] * batch if use_guidance else None
+        )
+
+        # 3. Encode ẑ_c as unCLIP's class labels: noise augmentation + noise-level embedding
+        image_embeds = pipe.noise_image_embeddings(z_c, noise_level=noise_level, generator=generator)
+        if use_guidance:
+            prompt_embeds = torch.cat([negative_embeds, prompt_embeds])
+            image_embeds = torch.cat([torch.zeros_like(image_embeds), image_embeds])  # as the pipeline does
+
+        # 4. Start from ẑ_v noised to strength β
+        start = start_latents(pipe.scheduler, z_v, beta, steps, generator)
+        latents = start.latents
+
+        # 5. Denoise
+        for i, t in enumerate(start.timesteps):
+            model_input = torch.cat([latents] * 2) if use_guidance else latents
+            model_input = pipe.scheduler.scale_model_input(model_input, t)
+            noise_pred = pipe.unet(model_input, t, encoder_hidden_states=prompt_embeds, class_labels=image_embeds,
+                                   return_dict=False)[0]  # fmt: skip
+            if use_guidance:
+                uncond, cond = noise_pred.chunk(2)
+                noise_pred = uncond + guidance * (cond - uncond)
+            latents = pipe.scheduler.step(noise_pred, t, latents, return_dict=False)[0]
+            if progress is not None:
+                progress(i + 1, len(start.timesteps))
+
+        # 6. Decode
+        return self.decode(latents)
+
+
+def _to_uint8(images: torch.Tensor) -> np.ndarray:
+    """(B, 3, H, W) in [-1, 1] → uint8 (B, H, W, 3)."""
+    images = ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return images.permute(0, 2, 3, 1).cpu().numpy()
