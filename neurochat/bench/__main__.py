@@ -18,6 +18,7 @@ from neurochat.cli import run_main
 BENCHMARKS = {
     "preprocess": "neurochat.bench.preprocess",
     "extractor": "neurochat.bench.extractor",
+    "chat": "neurochat.bench.chat",
 }
 
 

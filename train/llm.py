@@ -1,0 +1,214 @@
+"""Train the language side: the demo LM (stage 0), the projector f_t (stage 1), f_t + LLM (stage 2).
+
+    python -m train.llm --stage 0 --preset demo                 # demo tokenizer + small Llama on the extension text
+    python -m train.llm --stage 1 --preset demo                 # f_t only, LLM frozen (paper App. C)
+    python -m train.llm --stage 2 --preset demo [--lora]        # f_t + LLM, fully or with LoRA adapters
+    accelerate launch -m train.llm --stage 1 --preset paper --weights W --nsd-root /data/nsd --max-session 37
+
+Defaults: the paper's lr 2e-5 and one epoch per stage (App. C) for `paper`; for `demo`, whose tiny
+model starts from scratch, the larger steps of `neurochat.training.llm.DEMO_STAGE_SETTINGS`.
+
+Demo budget, measured on the 2-core CPU machine (Llama 4 × 256, 3.5 M parameters; batch 16;
+stage 0 blocks of 512 tokens, stages 1–2 sequences of 52 fMRI tokens + ~76 text tokens):
+
+    seconds per step        2 free cores   1 thread, other core busy   steps per epoch
+    stage 0                 1.3            2.5                          179
+    stage 1 (f_t only)      0.30           0.55                         2,318
+    stage 2 (full)          0.39           0.76                         2,318
+    stage 2 (LoRA r 16)     -              0.96                         2,318
+
+  stage 0: 4 epochs = 15 min on free cores (30 min on one: use --epochs 3 there);
+  stages 1 + 2: one epoch each = 28 min on free cores; on one core, stage 1 --max-steps 1200 and one
+  epoch of stage 2 = 41 min. Plus ~30 s per run to load data and cache the fMRI tokens. With another
+  job on the machine, --threads 1 is ~3x faster than two contending threads.
+
+Outputs (override with --out): stage 0 → the preset's LLM folder; stage 1 → PRESET/brainllm_stage1;
+stage 2 → PRESET/brainllm (what the explorer loads). Stage 1 and LoRA folders reference the base LM
+instead of copying it. Interrupted runs resume from their last saved epoch (or --save-every step).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Sequence
+
+from neurochat.cli import run_main
+from neurochat.language import TASKS
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m train.llm", description=__doc__.splitlines()[0])
+    parser.add_argument("--stage", type=int, choices=(0, 1, 2), required=True)
+    parser.add_argument("--preset", choices=("demo", "paper"), default="demo")
+    parser.add_argument("--weights", help="paper preset: weights root (see neurochat/presets.py)")
+    parser.add_argument("--nsd-root", help="NSD tree (demo default: the cached SimNSD demo, generated if needed)")
+    parser.add_argument("--max-session", type=int, help="ignore later sessions (37: the classic split)")
+    parser.add_argument("--subject", action="append", help="train on these subjects only (repeatable)")
+    parser.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS), help="extension sample kinds (App. A.2)")
+    parser.add_argument("--extractor", help="stages 1–2: extractor checkpoint (default: the preset's main ViT3D)")
+    parser.add_argument("--llm", help="stage 1: causal-LM folder (default: the preset's LLM)")
+    parser.add_argument("--init", help="stage 2: the stage-1 BrainLLM folder to start from (default: the preset's)")
+    parser.add_argument("--lora", action="store_true", help="stage 2: train LoRA adapters instead of all LLM weights")
+    parser.add_argument("--lora-r", type=int, default=16)
+    parser.add_argument("--lora-alpha", type=int, default=32)
+    parser.add_argument("--merge-lora", action="store_true", help="stage 2 LoRA: save the merged LM instead of adapters")
+    parser.add_argument("--epochs", type=int, help="default: 1 (paper); demo: see DEMO_STAGE_SETTINGS")
+    parser.add_argument("--lr", type=float, help="default: 2e-5 (paper); demo: see DEMO_STAGE_SETTINGS")
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
+    parser.add_argument("--save-every", type=int, help="also save a resumable state every N steps")
+    parser.add_argument("--eval-samples", type=int, default=64, help="test samples for the final validation loss")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
+                        help="LLM weights (bfloat16 for Llama-3-8B on a GPU)")  # fmt: skip
+    parser.add_argument("--mixed-precision", choices=("no", "bf16", "fp16"), default="no")
+    parser.add_argument("--threads", type=int, help="torch intra-op threads (1 is fastest on a CPU another job shares)")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the extension's wordings and the training")
+    parser.add_argument("--tiny", action="store_true", help="stage 0: a tiny LM (tests)")
+    parser.add_argument("--out", help="output folder")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+
+    # heavy imports after argument parsing, so --help is instant
+    import torch
+    from accelerate import Accelerator
+
+    from neurochat.errors import ConfigError
+    from neurochat.language import build_extension
+    from neurochat.nsd import NSDDataset
+    from neurochat.paths import ensure_simnsd
+    from neurochat.presets import get_preset
+    from neurochat.training.llm import LLMTrainConfig, stage_defaults
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    preset = get_preset(args.preset, args.weights)
+    settings = stage_defaults(args.preset, args.stage, args.lora)
+    for name in ("lr", "epochs", "batch_size"):
+        if getattr(args, name) is not None:
+            settings[name] = getattr(args, name)
+    config = LLMTrainConfig(stage=args.stage, seed=args.seed, max_steps=args.max_steps, save_every=args.save_every,
+                            lora=args.lora, lora_r=args.lora_r, lora_alpha=args.lora_alpha, tasks=tuple(args.tasks),
+                            eval_samples=args.eval_samples, **settings)  # fmt: skip
+    if args.nsd_root:
+        root = Path(args.nsd_root)
+    elif args.preset == "demo":
+        root = ensure_simnsd("demo")
+    else:
+        raise ConfigError("the paper preset trains on real NSD: pass --nsd-root DIR")
+
+    # 1. The language extension (App. A.2): train samples = own images, test = the shared ones
+    dataset = NSDDataset(root, max_session=args.max_session)
+    train, test, summary = build_extension(dataset, seed=args.seed, subjects=args.subject, tasks=args.tasks)
+    data_facts = {"nsd_root": str(root), "max_session": args.max_session, "subjects": summary["subjects"],
+                  "extension_seed": args.seed, "samples": summary["samples"]}  # fmt: skip
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=args.mixed_precision)
+    dtype = getattr(torch, args.dtype)
+
+    if args.stage == 0:
+        return _stage0(args, preset, config, train, test, data_facts, accelerator)
+    return _stage12(args, preset, config, dataset, train, test, data_facts, accelerator, dtype)
+
+
+def _stage0(args, preset, config, train, test, data_facts, accelerator) -> int:
+    """Tokenizer (kept in the training state, so a resumed run uses the same one) + small Llama."""
+    from dataclasses import asdict
+
+    from transformers import AutoTokenizer
+
+    from neurochat.models.demo_llm import DemoLLMConfig, build_llm, extension_texts, train_tokenizer
+    from neurochat.training.llm import STATE_DIR, train_language_model
+
+    out = Path(args.out) if args.out else preset.llm_dir
+    llm_config = DemoLLMConfig(hidden=32, layers=2, heads=2, intermediate=64) if args.tiny else DemoLLMConfig()
+    tokenizer_dir = out / STATE_DIR / "tokenizer"
+    if tokenizer_dir.exists():
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, local_files_only=True)
+    else:
+        tokenizer = train_tokenizer(extension_texts(train), llm_config.vocab_size, context=llm_config.context)
+        tokenizer.save_pretrained(tokenizer_dir)
+    lm = build_llm(tokenizer, llm_config, seed=config.seed)
+    n_parameters = sum(p.numel() for p in lm.parameters())
+    print(f"stage 0: Llama {llm_config.layers} layers x {llm_config.hidden}, vocabulary {len(tokenizer)}, "
+          f"{n_parameters / 1e6:.2f} M parameters → {out}")  # fmt: skip
+    facts = {"data": data_facts, "demo_llm": asdict(llm_config)}
+    result = train_language_model(lm, tokenizer, train, test, config, out, accelerator=accelerator,
+                                  progress=not args.no_progress, facts=facts)  # fmt: skip
+    last = result["history"][-1]["loss"] if result["history"] else float("nan")
+    print(f"done: {result['steps']} steps in {result['seconds']} s; last epoch loss {last:.3f}, "
+          f"validation loss {result['val_loss']:.3f} → {out}")  # fmt: skip
+    return 0
+
+
+def _stage12(args, preset, config, dataset, train, test, data_facts, accelerator, dtype) -> int:
+    from dataclasses import replace
+
+    import torch
+
+    from neurochat.data import TrialBank
+    from neurochat.errors import ConfigError
+    from neurochat.models.brainllm import BrainLLM, extractor_facts, load_brainllm, preset_brainllm_dir
+    from neurochat.models.extractor import load_extractor
+    from neurochat.training.llm import STATE_DIR, example_reply, extract_fmri, finish, fmri_key, train_brainllm
+
+    # 2. The frozen extractor and its fMRI tokens for every sample we will read
+    from train.extractor import default_output
+
+    main_extractor = default_output(preset.extractor_dir, "vit3d", preset.patch_sizes[0], None)  # train.extractor's
+    extractor_dir = Path(args.extractor) if args.extractor else main_extractor
+    if not (extractor_dir / "model.safetensors").exists():
+        raise ConfigError(f"no extractor checkpoint at {extractor_dir}: train it first "
+                          f"(`python -m train.extractor --preset {args.preset}`) or pass --extractor DIR")  # fmt: skip
+    bundle = load_extractor(extractor_dir, device=accelerator.device)
+    bundle.model.requires_grad_(False)  # frozen (App. C)
+    facts = extractor_facts(extractor_dir, bundle.config)
+    bundle.info["checkpoint"] = f"{facts['folder']}#{facts['sha256_16']}"
+
+    # 3. The model: a new projector over the LLM (stage 1), or the stage-1 result (stage 2)
+    out = Path(args.out) if args.out else preset_brainllm_dir(preset, args.stage)
+    if args.stage == 1:
+        lm_dir = Path(args.llm) if args.llm else preset.llm_dir
+        if not (lm_dir / "config.json").exists():
+            hint = "`python -m train.llm --stage 0 --preset demo`" if args.preset == "demo" else "see neurochat/presets.py"
+            raise ConfigError(f"no language model at {lm_dir}: make it first ({hint}) or pass --llm DIR")
+        model = BrainLLM.from_language_model(lm_dir, bundle.config.hidden, 1 + bundle.config.n_tokens, dtype=dtype,
+                                             device=accelerator.device, extractor=facts, seed=config.seed)  # fmt: skip
+        previous = {}
+    else:
+        init = Path(args.init) if args.init else preset_brainllm_dir(preset, 1)
+        model = load_brainllm(init, dtype=dtype, device=accelerator.device)
+        if model.has_adapter:
+            raise ConfigError(f"{init} holds LoRA adapters; stage 2 starts from a stage-1 folder (projector only)")
+        if model.config.extractor.get("sha256_16") not in (None, facts["sha256_16"]):
+            print(f"warning: {init} was trained on the fMRI tokens of {model.config.extractor.get('folder')}; "
+                  f"stage 2 reads {extractor_dir}, whose weights differ")  # fmt: skip
+        model.config = replace(model.config, extractor=facts)
+        previous = dict(model.config.training)
+    model.check_fmri(torch.zeros(1, 1 + bundle.config.n_tokens, bundle.config.hidden))  # extractor ↔ BrainLLM
+
+    train = [s for s in train if s["task"] in config.tasks]
+    test = [s for s in test if s["task"] in config.tasks]
+    keys = [fmri_key(s) for s in train] + [fmri_key(s) for s in test[: max(1, config.eval_samples)]]
+    bank = TrialBank(dataset, bundle.preprocessor, subjects=data_facts["subjects"])
+    features = extract_fmri(bundle, bank, keys, out / STATE_DIR / "fmri_tokens.npy", progress=not args.no_progress)
+
+    # 4. Train, describe, save
+    result = train_brainllm(model, train, test, features, config, out, accelerator=accelerator,
+                            progress=not args.no_progress)  # fmt: skip
+    result["example"] = example_reply(model, test, features)
+    result["data"] = data_facts
+    training = {**previous, f"stage{args.stage}": result}
+    if accelerator.is_main_process:
+        reference = args.stage == 1 or (args.lora and not args.merge_lora)  # the base LM's weights did not change
+        model.save(out, language_model="reference" if reference else "copy", training=training)
+    finish(out, accelerator)
+    last = result["history"][-1]["loss"] if result["history"] else float("nan")
+    print(f"done: stage {args.stage}{' LoRA' if args.lora else ''}, {result['steps']} steps in {result['seconds']} s; "
+          f"last epoch loss {last:.3f}, validation loss {result['val_loss']:.3f} → {out}")  # fmt: skip
+    if result["example"]:
+        print(f"example ({result['example']['sample']}): {result['example']['reply']!r}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)
