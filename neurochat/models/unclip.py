@@ -36,6 +36,7 @@ class DemoUNetConfig:
     block_out_channels: tuple[int, ...] = (64, 128, 128)
     layers_per_block: int = 1
     attention_heads: tuple[int, ...] = (4, 8, 8)  # diffusers calls this `attention_head_dim`
+    norm_num_groups: int = 32  # GroupNorm groups; must divide every block's channels
     train_timesteps: int = 1000
     noise_schedule: tuple[float, float] = (0.00085, 0.012)  # Stable Diffusion's scaled-linear betas
 
@@ -55,6 +56,7 @@ def build_demo_unet(config: DemoUNetConfig, latent_shape: tuple[int, int, int], 
         block_out_channels=config.block_out_channels,
         layers_per_block=config.layers_per_block,
         attention_head_dim=config.attention_heads,
+        norm_num_groups=config.norm_num_groups,
         cross_attention_dim=text_hidden,
         # unCLIP: the image embedding enters like a class label, concatenated with the embedding of
         # its noise level (StableUnCLIPImg2ImgPipeline.noise_image_embeddings)
@@ -62,6 +64,35 @@ def build_demo_unet(config: DemoUNetConfig, latent_shape: tuple[int, int, int], 
         projection_class_embeddings_input_dim=2 * clip_dim,
         use_linear_projection=True,
     )
+
+
+def extend_text_context(text_encoder, tokenizer, length: int):
+    """A copy of a CLIP text encoder (and tokenizer) that reads `length` tokens instead of fewer.
+
+    unCLIP's text encoder need not be the CLIP whose image embeddings condition it (Stable unCLIP
+    pairs CLIP ViT-L/14 images with OpenCLIP-H text). The demo's CLIP reads 32 tokens, plenty for
+    captions and concept names, but the LLM's Stable-Diffusion prompts run to ~75, like SD's 77. The
+    first positions keep their learned embeddings (short texts encode exactly as before); the new
+    ones start as the last learned one and are fine-tuned with the decoder.
+    """
+    import copy
+
+    from transformers import CLIPTextModel
+
+    old = text_encoder.config.max_position_embeddings
+    if length <= old:
+        return text_encoder, tokenizer
+    config = copy.deepcopy(text_encoder.config)
+    config.max_position_embeddings = length
+    extended = CLIPTextModel(config)
+    state = text_encoder.state_dict()
+    positions = state["embeddings.position_embedding.weight"]  # (old, hidden)
+    state["embeddings.position_embedding.weight"] = torch.cat([positions, positions[-1:].repeat(length - old, 1)])
+    state.pop("embeddings.position_ids", None)
+    extended.load_state_dict(state, strict=False)
+    tokenizer = copy.deepcopy(tokenizer)
+    tokenizer.model_max_length = length
+    return extended, tokenizer
 
 
 def build_demo_schedulers(config: DemoUNetConfig):
@@ -77,11 +108,16 @@ def build_demo_schedulers(config: DemoUNetConfig):
     return scheduler, noising
 
 
-def save_decoder_parts(folder: str | Path, unet, image_normalizer, scheduler, image_noising_scheduler) -> None:
-    """Write the decoder's parts next to the vision parts and the pipeline's model_index.json."""
+def save_decoder_parts(folder: str | Path, unet, image_normalizer, scheduler, image_noising_scheduler, *,
+                       text_encoder=None, tokenizer=None) -> None:  # fmt: skip
+    """Write the decoder's parts (and its fine-tuned text encoder) next to the vision parts, and the
+    pipeline's model_index.json."""
     from diffusers import StableUnCLIPImg2ImgPipeline
 
     folder = Path(folder)
+    if text_encoder is not None:
+        text_encoder.save_pretrained(folder / "text_encoder")
+        tokenizer.save_pretrained(folder / "tokenizer")
     unet.save_pretrained(folder / "unet")
     image_normalizer.save_pretrained(folder / "image_normalizer")
     scheduler.save_pretrained(folder / "scheduler")
@@ -110,6 +146,9 @@ def load_unclip(preset: Preset | str | Path, device: str | torch.device = "cpu",
     """The preset's StableUnCLIPImg2ImgPipeline, from its local folder; bf16 on GPU by default."""
     from diffusers import StableUnCLIPImg2ImgPipeline
 
+    from neurochat.models import quiet_libraries
+
+    quiet_libraries()
     folder = Path(preset.unclip_dir if isinstance(preset, Preset) else preset)
     missing = [name for name in UNCLIP_SUBFOLDERS if not (folder / name).is_dir()]
     if missing or not (folder / "model_index.json").exists():

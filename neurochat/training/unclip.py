@@ -23,7 +23,13 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
-from neurochat.models.unclip import DemoUNetConfig, build_demo_schedulers, build_demo_unet, save_decoder_parts
+from neurochat.models.unclip import (
+    DemoUNetConfig,
+    build_demo_schedulers,
+    build_demo_unet,
+    extend_text_context,
+    save_decoder_parts,
+)
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,8 @@ class DecoderTrainConfig:
     text_drop: float = 0.2  # share with the empty prompt ("w/o LLM" and guidance)
     augment_fraction: float = 0.5  # share of embeddings noise-augmented, like Stable unCLIP
     max_noise_level: int = 250  # of the image-noising schedule's 1000; fMRI predictions are noisy
+    text_context: int = 77  # tokens of the decoder's text encoder (Stable Diffusion's 77)
+    text_lr: float = 1e-4  # the text encoder is fine-tuned gently with the UNet
     seed: int = 0
     max_seconds: float | None = None  # stop when this wall time is spent
 
@@ -82,6 +90,9 @@ def train_decoder(
     from neurochat.models.vision import VisionEncoders
     from neurochat.sim.pool import pool_scenes, render_images
 
+    from neurochat.models import quiet_libraries
+
+    quiet_libraries()
     unclip_dir = Path(unclip_dir)
     accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
     set_seed(config.seed)
@@ -110,13 +121,17 @@ def train_decoder(
         normalizer.std.copy_(embeds.std(0, keepdim=True))
     scheduler, noising = build_demo_schedulers(unet_config)
     parts = _load_vision_parts(unclip_dir)
+    parts["text_encoder"], parts["tokenizer"] = extend_text_context(parts["text_encoder"], parts["tokenizer"], config.text_context)
+    text_encoder = parts["text_encoder"].train()
     unet = build_demo_unet(unet_config, tuple(latents.shape[1:]), parts["text_encoder"].config.hidden_size, embeds.shape[1])
     pipe = StableUnCLIPImg2ImgPipeline(unet=unet, image_normalizer=normalizer, scheduler=scheduler,
                                        image_noising_scheduler=noising, **parts)  # fmt: skip
     n_parameters = sum(p.numel() for p in unet.parameters())
     log(f"UNet: {n_parameters / 1e6:.2f} M parameters")
 
-    optimizer = torch.optim.AdamW(unet.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW([{"params": unet.parameters(), "lr": config.lr},
+                                   {"params": text_encoder.parameters(), "lr": config.text_lr}],
+                                  weight_decay=config.weight_decay)  # fmt: skip
 
     def lr_factor(step: int) -> float:
         if step < config.warmup_steps:
@@ -124,7 +139,7 @@ def train_decoder(
         return 0.5 * (1 + math.cos(math.pi * (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)))
 
     lr_schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
-    unet, optimizer, lr_schedule = accelerator.prepare(unet, optimizer, lr_schedule)
+    unet, text_encoder, optimizer, lr_schedule = accelerator.prepare(unet, text_encoder, optimizer, lr_schedule)
     device = accelerator.device
 
     # 4. Denoising training with classifier-free dropout of both conditions
@@ -137,8 +152,8 @@ def train_decoder(
         index = rng.integers(0, len(images), config.batch_size)
         x0 = latents[index].to(device)
         batch_texts = ["" if rng.random() < config.text_drop else str(rng.choice(texts[i])) for i in index]
+        text_hidden = pipe.encode_prompt(batch_texts, device, 1, False)[0]  # through the fine-tuned text encoder
         with torch.no_grad():
-            text_hidden = pipe.encode_prompt(batch_texts, device, 1, False)[0]
             levels = torch.where(torch.rand(len(index), generator=generator) < config.augment_fraction,
                                  torch.randint(0, config.max_noise_level, (len(index),), generator=generator),
                                  torch.zeros(len(index), dtype=torch.long))  # fmt: skip
@@ -151,7 +166,7 @@ def train_decoder(
         prediction = unet(noisy, timesteps, encoder_hidden_states=text_hidden, class_labels=class_labels).sample
         loss = F.mse_loss(prediction, noise)  # epsilon prediction
         accelerator.backward(loss)
-        accelerator.clip_grad_norm_(unet.parameters(), 1.0)
+        accelerator.clip_grad_norm_(list(unet.parameters()) + list(text_encoder.parameters()), 1.0)
         optimizer.step()
         lr_schedule.step()
         optimizer.zero_grad()
@@ -164,7 +179,8 @@ def train_decoder(
     bar.close()
 
     # 5. Save the decoder's parts into the pipeline folder
-    save_decoder_parts(unclip_dir, accelerator.unwrap_model(unet), normalizer, scheduler, noising)
+    save_decoder_parts(unclip_dir, accelerator.unwrap_model(unet), normalizer, scheduler, noising,
+                       text_encoder=accelerator.unwrap_model(text_encoder).eval(), tokenizer=parts["tokenizer"])  # fmt: skip
     return {
         "unet_config": asdict(unet_config),
         "train": asdict(config),
