@@ -1,0 +1,120 @@
+"""Concept localization and ablation: hooks, adjoint placement, voxel sets, clear errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from neurochat.ablate import ablate, ablation_mask
+from neurochat.data import build_preprocessor
+from neurochat.errors import ConfigError
+from neurochat.localize import ConceptError, ConceptLocalizer, Heatmap, gradcam_patches
+from neurochat.models.extractor import ExtractorBundle, ExtractorConfig, FMRIExtractor, token_coordinates, token_count
+from neurochat.nsd import NSDDataset
+
+
+class StubText:
+    """Stands in for VisionEncoders' text side: a fixed random embedding per text."""
+
+    def text_embeddings(self, texts):
+        return torch.stack([torch.randn(8, generator=torch.Generator().manual_seed(hash(t) % 2**31)) for t in texts])
+
+
+def _bundle(preprocessor, seed=0) -> ExtractorBundle:
+    torch.manual_seed(seed)
+    config = ExtractorConfig(layout="vit3d", patch_size=preprocessor.config.patch_size, n_tokens=token_count(preprocessor, "vit3d"),
+                             hidden=24, layers=3, heads=2, head_hidden=16, clip_dim=8, latent_shape=(2, 4, 4))  # fmt: skip
+    return ExtractorBundle(FMRIExtractor(config, token_coordinates(preprocessor, "vit3d")).eval(), preprocessor)
+
+
+@pytest.fixture(scope="module")
+def setup(sim_root):
+    data = NSDDataset(sim_root)
+    bundles = [_bundle(build_preprocessor(data, r), seed=r) for r in (5, 4, 3)]
+    volume = data.read_trial("subj02", 0)
+    mask = data.nsdgeneral("subj02") > 0
+    return data, bundles, volume, mask
+
+
+def _hooks(model) -> int:
+    return sum(len(m._forward_hooks) + len(m._backward_hooks) for m in model.modules())
+
+
+def test_ensemble_heatmap_lives_in_the_mask_and_leaves_no_hooks(setup):
+    data, bundles, volume, mask = setup
+    localizer = ConceptLocalizer(bundles, StubText(), vocabulary=["cat", "dog"])
+    with torch.no_grad():  # as in a Gradio handler: localization enables gradients itself
+        heatmap = localizer.localize(volume, "cat", subject="subj02", affine=data.affine("subj02"), mask=mask)
+    assert heatmap.native.shape == volume.shape and heatmap.native.max() == pytest.approx(1.0)
+    assert np.all(heatmap.native[~mask] == 0)
+    assert set(heatmap.per_model) == {5, 4, 3}
+    assert all(_hooks(b.model) == 0 for b in bundles)
+    assert heatmap.to_nifti().shape == volume.shape
+
+
+def test_hooks_are_removed_when_gradcam_raises(setup):
+    _, bundles, volume, _ = setup
+    bundle = bundles[0]
+    tokens = bundle.preprocessor(volume[None])
+    with pytest.raises(Exception):
+        gradcam_patches(bundle, tokens, torch.zeros(3))  # wrong embedding size: fails inside the backward pass
+    assert _hooks(bundle.model) == 0
+
+
+def test_adjoint_places_a_patch_score_on_exactly_that_patch_s_voxels(setup):
+    data, bundles, volume, _ = setup
+    preprocessor = bundles[0].preprocessor
+    operator = preprocessor.operator(volume.shape)
+    scores = torch.zeros(1, preprocessor.n_patches, dtype=torch.float64)
+    scores[0, 7] = 1.0
+    native = operator.patch_values_to_native(scores)[0].numpy()
+    # the voxels that receive weight are exactly the native voxels whose tokens land in patch 7
+    one_hot_tokens = torch.zeros(1, preprocessor.n_patches, preprocessor.token_dim, dtype=torch.float64)
+    one_hot_tokens[0, 7] = 1.0
+    footprint = operator.adjoint(one_hot_tokens)[0].numpy() > 0
+    np.testing.assert_array_equal(native > 0, footprint)
+    assert footprint.any() and footprint.sum() < volume.size / 10
+
+
+def test_unknown_and_empty_concepts_get_clear_errors(setup):
+    data, bundles, volume, mask = setup
+    localizer = ConceptLocalizer(bundles, StubText(), vocabulary=["cat", "dog", "teddy bear"])
+    with pytest.raises(ConceptError, match="which concept"):
+        localizer.localize(volume, "  ", subject="subj02", affine=np.eye(4))
+    with pytest.raises(ConceptError, match=r"'teddy' is not a concept this model knows. Did you mean 'teddy bear'"):
+        localizer.localize(volume, "teddy", subject="subj02", affine=np.eye(4))
+    assert localizer.check_concept('"Cat"') == "cat"
+
+
+def test_ablation_changes_only_the_chosen_voxels_and_keeps_the_original(setup):
+    data, bundles, volume, mask = setup
+    rng = np.random.default_rng(0)
+    maps = [Heatmap(c, "subj02", np.where(mask, rng.random(volume.shape), 0).astype(np.float32), np.eye(4)) for c in ("cat", "dog")]
+    original = volume.copy()
+    ablated, removed = ablate(volume, maps, fraction=0.1)
+    np.testing.assert_array_equal(volume, original)  # untouched
+    changed = ablated != volume
+    assert np.all(removed[changed]) and np.all(ablated[removed] == 0)
+    assert np.all(removed <= mask)  # only inside the search mask
+    single = ablation_mask(maps[:1], 0.1)
+    assert single.sum() == pytest.approx(0.1 * mask.sum(), rel=0.05)
+    assert removed.sum() > single.sum()  # two concepts remove the union
+    with pytest.raises(ConfigError, match="q = 0%"):
+        ablation_mask(maps, 0.0)
+
+
+def test_mni_resampling_of_a_heatmap(setup):
+    data, _, volume, mask = setup
+    import json
+
+    key = json.loads((data.root / "simnsd/simnsd.json").read_text())
+    to_mni = np.array(key["subjects"]["subj02"]["native_to_mni"])
+    native = np.zeros(volume.shape, np.float32)
+    native[mask] = 1.0
+    image = Heatmap("cat", "subj02", native, data.affine("subj02"), to_mni).to_mni_nifti()
+    values = np.asarray(image.dataobj)
+    ijk = np.argwhere(values > 0.5)
+    xyz = ijk @ image.affine[:3, :3].T + image.affine[:3, 3]
+    assert values.shape == (99, 117, 95)
+    assert xyz[:, 1].mean() < -50  # nsdgeneral is posterior visual cortex in MNI space
