@@ -41,3 +41,16 @@ def top1_retrieval(predicted: np.ndarray, true: np.ndarray) -> float:
 def mean_correlation(predicted: np.ndarray, true: np.ndarray) -> float:
     """Mean Pearson correlation between each prediction and its own truth (flattened)."""
     return float(np.mean(np.diag(pearson_matrix(predicted, true))))
+
+
+def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the ROC curve of `scores` for boolean `labels` (Mann–Whitney U, ties counted half)."""
+    from scipy.stats import rankdata
+
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    labels = np.asarray(labels, dtype=bool).reshape(-1)
+    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError("ROC-AUC needs both positive and negative samples")
+    ranks = rankdata(scores)  # average ranks for ties
+    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))

@@ -34,3 +34,11 @@ def test_two_way_matches_a_loop_reference():
     top1 = np.mean([np.argmax([np.corrcoef(predicted[i], true[j])[0, 1] for j in range(12)]) == i for i in range(12)])
     assert top1_retrieval(predicted, true) == pytest.approx(top1)
     np.testing.assert_allclose(pearson_matrix(true, predicted)[3, 5], np.corrcoef(true[3], predicted[5])[0, 1])
+
+
+def test_roc_auc_by_hand():
+    from neurochat.metrics import roc_auc
+
+    assert roc_auc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == pytest.approx(0.75)  # sklearn's documented example
+    assert roc_auc([1, 1, 1, 1], [0, 1, 0, 1]) == pytest.approx(0.5)  # ties count half
+    assert roc_auc([3, 2, 1], [1, 0, 0]) == 1.0

@@ -1,0 +1,114 @@
+"""Scoring concept localization and ablation against SimNSD's ground truth (paper Sec. 4.4).
+
+Localization: for every test recording (averaged over repetitions) and every concept present in
+its picture (its objects and its scene), the ROC-AUC of the heatmap against the subject's
+ground-truth map of that concept (voxels with selectivity ≥ 0.5 are positives), over nsdgeneral
+voxels — for each single model of the ensemble, the ensemble, and a random map.
+
+Ablation: the concept's top-q% voxels are zeroed, the recording is encoded and reconstructed again
+(same seed and β). CLIP similarity between the reconstruction and each present concept's text is
+compared before and after; a case counts when the removed concept's similarity drops more than
+every other present concept's ("the removed concept falls below the others"). The reconstruction
+prompt is empty here, so only the brain signal can remove the concept: a prompt written before
+the ablation would still name it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from neurochat.ablate import ablate
+from neurochat.data import TrialBank, test_set
+from neurochat.localize import ConceptLocalizer
+from neurochat.metrics import roc_auc
+from neurochat.sim.truth import AnswerKey
+
+TRUTH_THRESHOLD = 0.5  # a voxel belongs to a concept where its ground-truth selectivity is ≥ this
+
+
+def native_volume(bank: TrialBank, subject: str, support_values: np.ndarray) -> np.ndarray:
+    """Support-voxel values → a native (X, Y, Z) volume, zero elsewhere."""
+    operator = bank.operators[subject]
+    volume = np.zeros(int(np.prod(operator.native_shape)), np.float32)
+    volume[operator.support] = support_values
+    return volume.reshape(operator.native_shape)
+
+
+def evaluate_localization(dataset, localizer: ConceptLocalizer, key: AnswerKey, *, max_recordings: int | None = None,
+                          seed: int = 0, log=print) -> dict:  # fmt: skip
+    """{"ensemble": mean AUC, "single": {patch size: mean AUC}, "random": mean AUC, "n": cases}."""
+    bank = TrialBank(dataset, localizer.bundles[0].preprocessor)
+    rows = test_set(bank, "averaged")
+    rng = np.random.default_rng(seed)
+    aucs: dict[str, list[float]] = {"ensemble": [], "random": []}
+    order = np.arange(len(rows)) if max_recordings is None else np.arange(min(max_recordings, len(rows)))
+    for row in order:
+        subject = bank.subjects[int(rows.subject[row])]
+        mask = dataset.nsdgeneral(subject) > 0
+        volume = native_volume(bank, subject, rows.voxels[row])
+        for concept in key.concepts_in(int(rows.nsd_id[row])):
+            truth = key.concept_map(subject, concept)[mask] >= TRUTH_THRESHOLD
+            if truth.all() or not truth.any():
+                continue
+            heatmap = localizer.localize(volume, concept, subject=subject, affine=dataset.affine(subject), mask=mask)
+            aucs["ensemble"].append(roc_auc(heatmap.native[mask], truth))
+            for size, native in heatmap.per_model.items():
+                aucs.setdefault(str(size), []).append(roc_auc(native[mask], truth))
+            aucs["random"].append(roc_auc(rng.random(int(mask.sum())), truth))
+    n = len(aucs["ensemble"])
+    log(f"localization: {n} (recording, concept) cases")
+    single = {key_: float(np.mean(v)) for key_, v in aucs.items() if key_ not in ("ensemble", "random")}
+    return {"ensemble": float(np.mean(aucs["ensemble"])), "single": single, "random": float(np.mean(aucs["random"])), "n": n}
+
+
+def evaluate_ablation(dataset, localizer: ConceptLocalizer, reconstructor, vision, key: AnswerKey, *,
+                      fraction: float = 0.1, beta: float = 0.93, seed: int = 0, steps: int = 20,
+                      max_cases: int = 60, log=print) -> dict:  # fmt: skip
+    """{"removed_below_others": share, "drop_removed": mean, "drop_others": mean, "n": cases}."""
+    main = localizer.bundles[0]
+    bank = TrialBank(dataset, main.preprocessor)
+    rows = test_set(bank, "averaged")
+    below, drops_removed, drops_others = [], [], []
+    text_cache: dict[str, torch.Tensor] = {}
+
+    def text(concept: str) -> torch.Tensor:
+        if concept not in text_cache:
+            text_cache[concept] = F.normalize(torch.as_tensor(vision.text_embeddings([concept]))[0].float(), dim=0)
+        return text_cache[concept]
+
+    def similarities(volume: np.ndarray, concepts: list[str]) -> np.ndarray:
+        with torch.no_grad():
+            output = main.model(main.tokens(main.preprocessor(volume[None])))
+        picture = reconstructor(output.clip, output.vae, "", beta=beta, seed=seed, steps=steps)
+        embedding = F.normalize(torch.as_tensor(vision.image_embeddings(picture))[0].float(), dim=0)
+        return np.array([float(embedding @ text(c)) for c in concepts])
+
+    for row in range(len(rows)):
+        if len(below) >= max_cases:
+            break
+        subject = bank.subjects[int(rows.subject[row])]
+        concepts = key.concepts_in(int(rows.nsd_id[row]))
+        if len(concepts) < 2:
+            continue
+        mask = dataset.nsdgeneral(subject) > 0
+        volume = native_volume(bank, subject, rows.voxels[row])
+        before = similarities(volume, concepts)
+        for index, concept in enumerate(concepts[:-1]):  # remove each object (the scene stays)
+            if len(below) >= max_cases:
+                break
+            heatmap = localizer.localize(volume, concept, subject=subject, affine=dataset.affine(subject), mask=mask)
+            ablated, _ = ablate(volume, [heatmap], fraction)
+            change = similarities(ablated, concepts) - before
+            others = np.delete(change, index)
+            below.append(bool(change[index] < others.min()))
+            drops_removed.append(float(-change[index]))
+            drops_others.append(float(-others.mean()))
+    log(f"ablation: {len(below)} cases")
+    return {
+        "removed_below_others": float(np.mean(below)) if below else None,
+        "drop_removed": float(np.mean(drops_removed)) if below else None,
+        "drop_others": float(np.mean(drops_others)) if below else None,
+        "n": len(below),
+    }
