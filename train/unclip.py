@@ -39,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     preset = get_preset("demo")
     out = Path(args.out) if args.out else preset.unclip_dir
     clip = Path(args.clip) if args.clip else preset.clip_dir
-    unet_config = DemoUNetConfig(block_out_channels=(8, 16), attention_heads=(2, 2)) if args.tiny else DemoUNetConfig()
+    unet_config = DemoUNetConfig(block_out_channels=(8, 16), attention_heads=(2, 2), norm_num_groups=4) if args.tiny else DemoUNetConfig()
     config = DecoderTrainConfig(pool_size=args.pool_size, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                                 seed=args.seed, max_seconds=args.max_seconds, warmup_steps=min(100, args.steps))  # fmt: skip
     result = train_decoder(out, clip, unet_config, config, image_size=preset.image_size, progress=not args.no_progress)
