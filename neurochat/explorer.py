@@ -1,0 +1,411 @@
+"""The explorer: the one object the app and notebooks talk to. No UI code here.
+
+    explorer = Explorer.load("demo")                       # models once, shared by every session
+    state = explorer.select("subj01", nsd_id=123)          # a trial: averaged over its repetitions
+    turn = explorer.chat(state, "Describe the image concisely.")
+    for piece in turn: print(piece, end="")                # streamed tokens
+    picture = explorer.reconstruct(state, beta=0.93)       # Eq. 4, with the LLM's prompt if it wrote one
+    heatmap = explorer.localize(state, "cat")              # ensemble GradCAM, native + MNI
+    ablated = explorer.ablate(state, ["cat"])              # the same picture without the cat's voxels
+
+A `TrialState` is small and copyable (a Gradio session keeps one per browser tab); the heavy
+things — models, each trial's extractor features, heatmaps, reconstructions — live in the
+explorer and are cached per trial, so moving β re-runs only the diffusion and toggling a concept
+re-uses its heatmap.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import torch
+
+from neurochat.ablate import DEFAULT_FRACTION, ablate
+from neurochat.errors import ConfigError, DataError
+from neurochat.language import (
+    RECONSTRUCTION_INSTRUCTION,
+    localization_instruction,
+    parse_localization_answer,
+    parse_localization_request,
+)
+from neurochat.localize import ConceptLocalizer, Heatmap
+from neurochat.models.extractor import ExtractorBundle, load_extractor
+from neurochat.nsd.dataset import NSDDataset
+from neurochat.presets import Preset, get_preset
+from neurochat.reconstruct import DEFAULT_BETA, DEFAULT_GUIDANCE, DEFAULT_STEPS, Reconstructor
+
+PROTOCOLS = ("averaged", "single")
+MAX_MESSAGE_CHARS = 2000  # longer messages are refused with a sentence (the demo LLM reads 512 tokens)
+_RECONSTRUCTION_WORDS = re.compile(
+    r"\b(reconstruct\w*|stable diffusion|re-?create|redraw|draw (it|the|what)|generate (the|an?) (image|picture)|"
+    r"show me (the|what)|what did (they|the (person|subject)) see)\b",
+    re.IGNORECASE,
+)
+
+
+def is_reconstruction_request(text: str) -> bool:
+    """Does the user ask for the picture itself (Table 5's instruction or a paraphrase)?"""
+    return text.strip() == RECONSTRUCTION_INSTRUCTION or bool(_RECONSTRUCTION_WORDS.search(text))
+
+
+@dataclass
+class TrialState:
+    """What one person is looking at: a trial (or an upload), the conversation and the toggles."""
+
+    subject: str
+    nsd_id: int | None  # the picture shown (None for an uploaded volume)
+    protocol: str  # "averaged" over repetitions, "single" (first repetition) or "upload"
+    upload: str | None = None  # key of an uploaded volume
+    history: list[dict] = field(default_factory=list)  # messages as the LLM saw them
+    prompt: str | None = None  # the LLM's latest reconstruction prompt a_r
+    concepts: list[str] = field(default_factory=list)  # concepts named or localized so far
+    removed: list[str] = field(default_factory=list)  # concepts whose voxels are switched off
+
+    @property
+    def key(self) -> tuple:
+        return (self.subject, self.nsd_id, self.protocol, self.upload)
+
+    def label(self) -> str:
+        if self.upload:
+            return f"uploaded volume {self.upload}"
+        how = "average of its repetitions" if self.protocol == "averaged" else "first repetition only"
+        return f"{self.subject}, image {self.nsd_id} ({how})"
+
+
+@dataclass
+class Features:
+    """One recording and what the extractor reads from it (cached per trial)."""
+
+    volume: np.ndarray  # native (X, Y, Z) betas, percent signal change
+    mask: np.ndarray  # native bool: where concepts are searched (nsdgeneral, or the tokens' support)
+    affine: np.ndarray
+    to_mni: np.ndarray | None
+    clip: torch.Tensor  # (clip_dim,) ẑ_c
+    vae: torch.Tensor  # (C, h, w) ẑ_v
+    fmri_tokens: torch.Tensor  # (1 + N, D) the LLM's fMRI tokens (penultimate layer)
+
+
+@dataclass(frozen=True)
+class TrialChoice:
+    label: str
+    nsd_id: int
+    shared: bool
+
+
+class ChatTurn:
+    """A streamed answer; iterate for text pieces. After the stream: `text`, and `action`, which is
+    ("reconstruct", prompt) or ("localize", concept) when the LLM was asked for one, else None."""
+
+    def __init__(self, stream, state: TrialState, sent: str, action: tuple | None, notes: list[str]):
+        self._stream = stream
+        self._state = state
+        self._sent = sent
+        self.notes = notes
+        self.action = action
+        self.text = ""
+
+    def __iter__(self):
+        for piece in self._stream:
+            self.text += piece
+            yield piece
+        self._finish()
+
+    def _finish(self) -> None:
+        answer = self.text.strip()
+        self._state.history += [{"role": "user", "content": self._sent}, {"role": "assistant", "content": answer}]
+        if self.action and self.action[0] == "reconstruct":
+            self._state.prompt = answer or None
+            self.action = ("reconstruct", answer)
+        elif self.action and self.action[0] == "localize":
+            concept = parse_localization_answer(answer) or self.action[1]
+            self.action = ("localize", concept)
+
+
+class _LRU(OrderedDict):
+    def __init__(self, capacity: int):
+        super().__init__()
+        self.capacity = capacity
+
+    def put(self, key, value):
+        self[key] = value
+        self.move_to_end(key)
+        while len(self) > self.capacity:
+            self.popitem(last=False)
+        return value
+
+    def fetch(self, key):
+        if key in self:
+            self.move_to_end(key)
+            return self[key]
+        return None
+
+
+class Explorer:
+    """Every model of a preset, loaded once, and the per-trial caches."""
+
+    def __init__(self, preset: Preset, dataset: NSDDataset, ensemble: list[ExtractorBundle], vision, reconstructor,
+                 brainllm, *, vocabulary: list[str] | None, answer_key=None):  # fmt: skip
+        self.preset = preset
+        self.dataset = dataset
+        self.ensemble = ensemble
+        self.extractor = ensemble[0]  # the main model (largest patches) reads ẑ_c, ẑ_v and the LLM tokens
+        self.vision = vision
+        self.reconstructor = reconstructor
+        self.brainllm = brainllm
+        self.localizer = ConceptLocalizer(ensemble, vision, vocabulary)
+        self.vocabulary = vocabulary
+        self.answer_key = answer_key
+        self._features = _LRU(32)
+        self._heatmaps = _LRU(256)
+        self._pictures = _LRU(128)
+        self._uploads: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    # -- loading ----------------------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, preset: str = "demo", nsd_root: str | Path | None = None, weights: str | Path | None = None,
+             device: str | None = None, log=print) -> "Explorer":  # fmt: skip
+        """Load a preset's models from local folders; `nsd_root` defaults to the cached SimNSD demo."""
+        from neurochat.models import quiet_libraries
+        from neurochat.models.brainllm import load_brainllm, preset_brainllm_dir
+        from neurochat.models.unclip import load_unclip
+        from neurochat.models.vision import VisionEncoders
+        from neurochat.paths import ensure_simnsd
+        from neurochat.sim.concepts import CONCEPT_NAMES
+        from neurochat.sim.truth import AnswerKey
+
+        quiet_libraries()
+        settings = get_preset(preset, weights)
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if nsd_root is None:
+            if settings.name != "demo":
+                raise ConfigError("the paper preset explores real NSD: pass --nsd-root DIR")
+            nsd_root = ensure_simnsd("demo", log=log)
+        dataset = NSDDataset(nsd_root)
+        ensemble = []
+        for size in settings.patch_sizes:
+            folder = settings.extractor_dir / f"vit3d_r{size}"
+            if not (folder / "config.json").exists():
+                raise ConfigError(f"the {settings.name} preset's ViT3D extractor r={size} is missing at {folder}: "
+                                  f"train it with `python -m train.extractor --preset {settings.name} --patch-size {size}`")  # fmt: skip
+            ensemble.append(load_extractor(folder, device=device))
+        vision = VisionEncoders.from_preset(settings, device=device)
+        reconstructor = Reconstructor(load_unclip(settings, device=device))
+        brainllm_dir = preset_brainllm_dir(settings)
+        if not (brainllm_dir / "brainllm.json").exists():
+            raise ConfigError(f"the {settings.name} preset's fMRI-LLM is missing at {brainllm_dir}: train it with "
+                              "`python -m train.llm --stage 0`, then `--stage 1`, then `--stage 2`")  # fmt: skip
+        brainllm = load_brainllm(brainllm_dir, device=device)
+        answer_key = AnswerKey(dataset.root) if AnswerKey.exists(dataset.root) else None
+        vocabulary = list(CONCEPT_NAMES) if settings.name == "demo" else None
+        return cls(settings, dataset, ensemble, vision, reconstructor, brainllm, vocabulary=vocabulary,
+                   answer_key=answer_key)  # fmt: skip
+
+    # -- trials ------------------------------------------------------------------------------------
+
+    @property
+    def subjects(self) -> list[str]:
+        return list(self.dataset.subjects)
+
+    def trial_choices(self, subject: str) -> list[TrialChoice]:
+        """Pictures the subject saw: the shared test images first (the model never trained on them)."""
+        table = self.dataset.trials(subject)
+        shared = [TrialChoice(f"shared #{i + 1} · image {int(n)}", int(n), True) for i, n in enumerate(table.test_images)]
+        own = [TrialChoice(f"train · image {int(n)}", int(n), False) for n in table.train_images]
+        return shared + own
+
+    def random_choice(self, subject: str, rng: np.random.Generator) -> TrialChoice:
+        shared = [c for c in self.trial_choices(subject) if c.shared]
+        return shared[int(rng.integers(len(shared)))]
+
+    def select(self, subject: str, nsd_id: int, protocol: str = "averaged") -> TrialState:
+        """A fresh state for one picture of one subject (and its features, computed now)."""
+        self.dataset.check_subject(subject)
+        if protocol not in PROTOCOLS:
+            raise DataError(f"protocol {protocol!r}: choose 'averaged' (mean of repetitions) or 'single' (first one)")
+        if len(self.dataset.trials(subject).trials_of_image(int(nsd_id))) == 0:
+            raise DataError(f"{subject} never saw image {nsd_id} (in the sessions on disk)")
+        state = TrialState(subject, int(nsd_id), protocol)
+        self.features(state)
+        return state
+
+    def stimulus(self, state: TrialState) -> tuple[np.ndarray | None, list[str]]:
+        """The picture the person saw and its captions (for reference only: the models never see it)."""
+        if state.nsd_id is None:
+            return None, []
+        return self.dataset.image(state.nsd_id), self.dataset.captions(state.nsd_id)
+
+    def true_concepts(self, state: TrialState) -> list[str]:
+        """What the picture really shows, when the answer key knows (SimNSD)."""
+        if self.answer_key is None or state.nsd_id is None:
+            return []
+        return self.answer_key.concepts_in(state.nsd_id)
+
+    # -- features ------------------------------------------------------------------------------------
+
+    def features(self, state: TrialState) -> Features:
+        cached = self._features.fetch(state.key)
+        if cached is not None:
+            return cached
+        if state.upload is not None:
+            volume, mask = self._uploads[state.upload]
+            affine, to_mni = np.eye(4), None
+        else:
+            table = self.dataset.trials(state.subject)
+            trials = table.trials_of_image(state.nsd_id)  # in repetition order
+            if state.protocol == "single":
+                trials = trials[:1]
+            volume = self.dataset.read_trials(state.subject, trials).mean(axis=0)  # (X, Y, Z)
+            mask = self.dataset.nsdgeneral(state.subject) > 0
+            affine = self.dataset.affine(state.subject)
+            to_mni = self.answer_key.to_mni(state.subject) if self.answer_key is not None else None
+        clip, vae, tokens = self._encode(volume)
+        return self._features.put(state.key, Features(volume, mask, affine, to_mni, clip, vae, tokens))
+
+    @torch.no_grad()
+    def _encode(self, volume: np.ndarray):
+        bundle = self.extractor
+        output = bundle.model(bundle.tokens(bundle.preprocessor(volume[None]).to(self._device)))
+        return output.clip[0].float(), output.vae[0].float(), output.penultimate[0]
+
+    @property
+    def _device(self) -> torch.device:
+        return next(self.extractor.model.parameters()).device
+
+    # -- chat ----------------------------------------------------------------------------------------
+
+    def chat(self, state: TrialState, message: str, max_new_tokens: int = 128) -> ChatTurn:
+        """Ask the recording something; returns a streamed `ChatTurn` (multi-turn: `state.history`).
+
+        Requests to locate a concept or to reconstruct the picture are sent to the LLM as the
+        paper's instructions (Tables 5 and 6), and the turn's `action` tells the caller to run them.
+        """
+        text = (message or "").strip()
+        if not text:
+            raise DataError("Type a question about this trial, or pick one of the examples.")
+        if len(text) > MAX_MESSAGE_CHARS:
+            raise DataError(f"That message has {len(text):,} characters; please ask in at most {MAX_MESSAGE_CHARS:,}.")
+        concept = parse_localization_request(text, self.vocabulary)
+        if concept is not None:
+            sent, action = localization_instruction(concept), ("localize", concept)
+        elif is_reconstruction_request(text):
+            sent, action = RECONSTRUCTION_INSTRUCTION, ("reconstruct", None)
+        else:
+            sent, action = text, None
+        features = self.features(state)
+        messages = state.history + [{"role": "user", "content": sent}]
+        stream = self.brainllm.stream(features.fmri_tokens, messages, max_new_tokens)
+        return ChatTurn(stream, state, sent, action, list(stream.notes))
+
+    def reconstruction_prompt(self, state: TrialState, features: Features | None = None) -> str:
+        """The LLM's answer to Table 5's instruction for this recording (greedy)."""
+        features = features or self.features(state)
+        return self.brainllm.generate(features.fmri_tokens, RECONSTRUCTION_INSTRUCTION).text
+
+    # -- reconstruction ------------------------------------------------------------------------------
+
+    def vae_prior(self, state: TrialState) -> np.ndarray:
+        """The decode of ẑ_v alone (β = 0): the low-level layout the brain gives."""
+        return self.reconstruct(state, beta=0.0, prompt="")
+
+    def reconstruct(self, state: TrialState, beta: float = DEFAULT_BETA, seed: int = 0, steps: int = DEFAULT_STEPS,
+                    prompt: str | None = None, guidance: float = DEFAULT_GUIDANCE, progress=None) -> np.ndarray:  # fmt: skip
+        """Eq. 4 for this trial, uint8 (H, W, 3); with the LLM's prompt unless `prompt` is given.
+
+        Concepts in `state.removed` are ablated first (same seed, β and prompt rules as `ablate`).
+        """
+        if state.removed:
+            return self.ablate(state, state.removed, beta=beta, seed=seed, steps=steps, progress=progress)
+        prompt = state.prompt or "" if prompt is None else prompt
+        features = self.features(state)
+        return self._picture(state.key, (), features, prompt, beta, seed, steps, guidance, progress)
+
+    def _picture(self, key, removed, features: Features, prompt, beta, seed, steps, guidance, progress) -> np.ndarray:
+        cache_key = (key, tuple(removed), prompt, round(float(beta), 4), seed, steps, guidance)
+        cached = self._pictures.fetch(cache_key)
+        if cached is not None:
+            return cached
+        picture = self.reconstructor(features.clip[None], features.vae[None], prompt, beta=beta, seed=seed,
+                                     steps=steps, guidance=guidance, progress=progress)[0]  # fmt: skip
+        return self._pictures.put(cache_key, picture)
+
+    # -- localization and ablation ---------------------------------------------------------------------
+
+    def localize(self, state: TrialState, concept: str) -> Heatmap:
+        """The concept's ensemble heatmap in this recording (cached); the concept joins `state.concepts`."""
+        name = self.localizer.check_concept(concept)
+        features = self.features(state)
+        heatmap = self._heatmaps.fetch((state.key, name))
+        if heatmap is None:
+            subject = state.subject if state.upload is None else state.upload
+            heatmap = self.localizer.localize(features.volume, name, subject=subject, affine=features.affine,
+                                              mask=features.mask, to_mni=features.to_mni)  # fmt: skip
+            self._heatmaps.put((state.key, name), heatmap)
+        if name not in state.concepts:
+            state.concepts.append(name)
+        return heatmap
+
+    def ablate(self, state: TrialState, concepts: list[str], beta: float = DEFAULT_BETA, seed: int = 0,
+               steps: int = DEFAULT_STEPS, fraction: float = DEFAULT_FRACTION, guidance: float = DEFAULT_GUIDANCE,
+               progress=None) -> np.ndarray:  # fmt: skip
+        """The reconstruction after zeroing the concepts' top voxels; the trial itself is untouched.
+
+        If the LLM wrote the reconstruction prompt, it is asked again about the ablated recording
+        (a prompt written before would still name the removed concept).
+        """
+        if not concepts:
+            raise DataError("Choose at least one concept to remove.")
+        heatmaps = [self.localize(state, concept) for concept in concepts]
+        names = tuple(sorted(h.concept for h in heatmaps))
+        features = self.features(state)
+        cache_key = (state.key, names, fraction)
+        ablated = self._features.fetch(cache_key)
+        if ablated is None:
+            volume, _ = ablate(features.volume, heatmaps, fraction)
+            clip, vae, tokens = self._encode(volume)
+            ablated = self._features.put(cache_key, Features(volume, features.mask, features.affine, features.to_mni,
+                                                              clip, vae, tokens))  # fmt: skip
+        prompt = self.reconstruction_prompt(state, ablated) if state.prompt else ""
+        return self._picture(state.key, names, ablated, prompt, beta, seed, steps, guidance, progress)
+
+    # -- bring your own brain -----------------------------------------------------------------------
+
+    def upload(self, path: str | Path) -> TrialState:
+        """Explore a single-trial beta volume from a NIfTI file (e.g. a subject the model never saw).
+
+        The volume must be 3-D and finite, on a grid the preprocessor can resize (within 4x of the
+        common grid per axis). int16 files follow NSD's convention (300 x percent signal change);
+        float files are taken as percent signal change.
+        """
+        path = Path(path)
+        name = path.name
+        try:
+            image = nib.load(path)
+            data = np.asanyarray(image.dataobj)
+        except Exception as error:
+            raise DataError(f"{name} is not a readable NIfTI file ({error.__class__.__name__}); upload a .nii or .nii.gz") from error
+        if data.ndim == 4 and data.shape[-1] == 1:
+            data = data[..., 0]
+        if data.ndim != 3:
+            raise DataError(f"This volume has {data.ndim} dimensions {tuple(data.shape)}; upload one trial's 3D beta map.")
+        if np.issubdtype(data.dtype, np.integer):
+            volume = data.astype(np.float32) / 300.0  # NSD's int16 = 300 x percent signal change
+        else:
+            volume = data.astype(np.float32)
+        bad = ~np.isfinite(volume)
+        if bad.any():
+            raise DataError(f"{name} holds {int(bad.sum()):,} NaN or infinite values; export the betas without them "
+                            "(NeuroChat does not guess missing values).")  # fmt: skip
+        operator = self.extractor.preprocessor.operator(volume.shape)  # raises a DataError for implausible grids
+        mask = np.zeros(volume.size, bool)
+        mask[operator.support] = True
+        key = f"{name}#{len(self._uploads) + 1}"
+        self._uploads[key] = (volume, mask.reshape(volume.shape))
+        state = TrialState(f"upload:{name}", None, "upload", upload=key)
+        self.features(state)
+        return state

@@ -1,0 +1,145 @@
+"""Rebuild the whole demo bundle from nothing: data, every model in dependency order, a manifest.
+
+    python -m train.demo_bundle --out checkpoints/demo                 # the committed demo (hours on 2 cores)
+    python -m train.demo_bundle --out /tmp/micro --size micro          # the same chain in minutes (CI)
+
+Stages, each resumable (a finished stage is skipped when the command runs again):
+  data        SimNSD (demo size; `small` for micro)
+  vision      CLIP and VAE on pool pictures                 (train/vision.py)
+  extractors  ViT3D r = 7, 6, 5 (the localization ensemble), the flattened "w/o ViT3D" baseline and
+              the four "w/o C_Subj" subject models            (train/extractor.py)
+  decoder     the UnCLIP UNet                               (train/unclip.py)
+  llm0..llm2  demo LM, then the fMRI projector, then projector + LM   (train/llm.py)
+  check       the bundle loads in the explorer and answers, reconstructs, localizes and ablates
+The manifest (OUT/manifest.json) records each stage's command, wall time and outputs, and the
+sha256 and size of every file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Sequence
+
+from neurochat.cli import run_main
+
+MANIFEST = "manifest.json"
+
+
+def stage_commands(size: str, out: Path, data: Path) -> dict[str, list[tuple[str, list[str]]]]:
+    """For each stage, the (module, argv) runs it is made of."""
+    micro = size == "micro"
+    weights = ["--weights", str(out)]
+    nsd = ["--nsd-root", str(data)]
+    quick_extractor = ["--tiny", "--max-steps", "2"] if micro else []
+    sizes = (7, 6, 5)
+    extractors = [("train.extractor", ["--preset", "demo", *weights, *nsd, "--patch-size", str(r), *quick_extractor,
+                                       "--out", str(out / "extractor" / f"vit3d_r{r}")]) for r in sizes]  # fmt: skip
+    extractors.append(("train.extractor", ["--preset", "demo", *weights, *nsd, "--layout", "flattened", *quick_extractor,
+                                           "--out", str(out / "extractor" / "flattened_r7")]))  # fmt: skip
+    for subject in ("subj01", "subj02", "subj05", "subj07"):
+        extractors.append(("train.extractor", ["--preset", "demo", *weights, *nsd, "--subject", subject, *quick_extractor,
+                                               "--out", str(out / "extractor" / "subject_specific_r7" / subject)]))  # fmt: skip
+    vision = ["--out", str(out)] + (["--clip-steps", "3", "--vae-steps", "3", "--pool-size", "128", "--eval-size", "64"] if micro else [])
+    decoder = ["--out", str(out / "unclip"), "--clip", str(out / "clip")] + (["--tiny", "--steps", "2", "--pool-size", "64"] if micro else [])
+    llm_quick = ["--max-steps", "2"] if micro else []
+    llm = ["--preset", "demo", *weights, *nsd, "--no-progress"]
+    return {
+        "vision": [("train.vision", vision)],
+        "extractors": extractors,
+        "decoder": [("train.unclip", decoder)],
+        "llm0": [("train.llm", ["--stage", "0", *llm, *llm_quick, *(["--tiny"] if micro else [])])],
+        "llm1": [("train.llm", ["--stage", "1", *llm, *llm_quick])],
+        "llm2": [("train.llm", ["--stage", "2", *llm, *llm_quick])],
+    }
+
+
+def file_records(out: Path) -> dict[str, dict]:
+    records = {}
+    for path in sorted(out.rglob("*")):
+        if path.is_file() and path.name != MANIFEST and "training_state" not in path.parts:
+            records[str(path.relative_to(out))] = {
+                "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+                "bytes": path.stat().st_size,
+            }
+    return records
+
+
+def check_bundle(out: Path, data: Path) -> dict:
+    """Load the bundle in the explorer and use every feature once (the end-to-end check)."""
+    import numpy as np
+
+    from neurochat.explorer import Explorer
+
+    explorer = Explorer.load("demo", nsd_root=data, weights=out, device="cpu", log=lambda *_: None)
+    subject = explorer.subjects[0]
+    choice = explorer.trial_choices(subject)[0]
+    state = explorer.select(subject, choice.nsd_id)
+    answer = "".join(explorer.chat(state, "Describe the image concisely."))
+    picture = explorer.reconstruct(state, beta=0.93, steps=4)
+    concept = explorer.true_concepts(state)[0]
+    heatmap = explorer.localize(state, concept)
+    ablated = explorer.ablate(state, [concept], steps=4)
+    assert picture.shape == ablated.shape and heatmap.native.max() > 0 and np.isfinite(heatmap.native).all()
+    return {"subject": subject, "nsd_id": choice.nsd_id, "answer": answer, "concept": concept,
+            "picture_shape": list(picture.shape)}  # fmt: skip
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m train.demo_bundle", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True, help="bundle folder (checkpoints/demo for the committed demo)")
+    parser.add_argument("--size", choices=("demo", "micro"), default="demo")
+    parser.add_argument("--data", help="SimNSD tree to train on (default: the cached one of this size)")
+    parser.add_argument("--only", nargs="+", help="run only these stages")
+    parser.add_argument("--force", action="store_true", help="run stages again even if done")
+    args = parser.parse_args(argv)
+
+    import importlib
+
+    from neurochat.paths import ensure_simnsd
+
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    manifest_path = out / MANIFEST
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    manifest.setdefault("stages", {})
+    manifest.update({"command": f"python -m train.demo_bundle --out {args.out} --size {args.size}", "size": args.size,
+                     "machine": {"platform": platform.platform(), "python": platform.python_version()}})  # fmt: skip
+
+    started = time.perf_counter()
+    data = Path(args.data) if args.data else ensure_simnsd("small" if args.size == "micro" else "demo")
+    manifest["data"] = str(data)
+    plan = stage_commands(args.size, out, data)
+    for stage, runs in plan.items():
+        if args.only and stage not in args.only:
+            continue
+        if manifest["stages"].get(stage, {}).get("done") and not args.force:
+            print(f"[{stage}] done before — skipped")
+            continue
+        stage_started = time.perf_counter()
+        for module, argv_ in runs:
+            print(f"[{stage}] python -m {module} {' '.join(argv_)}")
+            code = importlib.import_module(module).main(argv_)
+            if code:
+                raise SystemExit(f"[{stage}] {module} failed with exit code {code}")
+        manifest["stages"][stage] = {"done": True, "seconds": round(time.perf_counter() - stage_started, 1),
+                                     "commands": [f"python -m {m} {' '.join(a)}" for m, a in runs]}  # fmt: skip
+        manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+
+    if not args.only or "check" in args.only:
+        manifest["check"] = check_bundle(out, data)
+        print(f"[check] the explorer answered: {manifest['check']['answer']!r}")
+    manifest["files"] = file_records(out)
+    manifest["total_bytes"] = sum(f["bytes"] for f in manifest["files"].values())
+    manifest["seconds_this_run"] = round(time.perf_counter() - started, 1)
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    print(f"bundle at {out}: {manifest['total_bytes'] / 1e6:.1f} MB in {len(manifest['files'])} files")
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)
