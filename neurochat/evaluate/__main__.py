@@ -1,12 +1,13 @@
 """`python -m neurochat.evaluate <what> --preset demo [--json PATH]`: the paper's evaluations.
 
-    extractor   CLIP identification and VAE correlation of ViT3D vs. its baselines (Sec. 3.2, 4.2)
+    extractor   CLIP identification and VAE correlation, ViT3D vs its baselines (Sec. 3.2, 4.2)
+    recon       the Table 2 analog; --sweep-beta adds the Fig. 5 plot and the Fig. 6 grid (Sec. 4.3)
+    localize    localization AUC against the ground truth, and concept ablation (Sec. 4.4)
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Sequence
 
@@ -15,43 +16,125 @@ from neurochat.cli import run_main, write_json
 
 def _dataset_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", choices=("demo", "paper"), default="demo")
-    parser.add_argument("--weights", help="paper preset: weights root (see neurochat/presets.py)")
+    parser.add_argument("--weights", help="weights root (paper preset; or another demo bundle folder)")
     parser.add_argument("--nsd-root", help="NSD tree (demo default: the cached SimNSD demo)")
     parser.add_argument("--max-session", type=int)
     parser.add_argument("--json", help="also write the numbers to this JSON file")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m neurochat.evaluate", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m neurochat.evaluate", description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)  # fmt: skip
     commands = parser.add_subparsers(dest="what", required=True)
     extractor = commands.add_parser("extractor", help="ViT3D vs. w/o ViT3D vs. w/o C_Subj on the test set")
     _dataset_options(extractor)
     extractor.add_argument("--patch-size", type=int, help="default: the preset's main size")
+    recon = commands.add_parser("recon", help="reconstruction metrics (Table 2), optional β sweep (Fig. 5, 6)")
+    _dataset_options(recon)
+    recon.add_argument("--per-subject", type=int, help="test images per subject (default: all)")
+    recon.add_argument("--steps", type=int, default=20)
+    recon.add_argument("--beta", type=float, default=0.93)
+    recon.add_argument("--backbones", help="folder with TorchScript AlexNet/Inception/EffNet/SwAV extractors")
+    recon.add_argument("--sweep-beta", metavar="DIR", help="write the β sweep (JSON, PNG plot, Fig. 6 grid) here")
+    localize = commands.add_parser("localize", help="localization AUC vs ground truth, and ablation (SimNSD)")
+    _dataset_options(localize)
+    localize.add_argument("--max-recordings", type=int, help="test recordings for the AUC (default: all)")
+    localize.add_argument("--ablation-cases", type=int, default=60)
+    localize.add_argument("--fraction", type=float, default=0.1, help="q: share of voxels removed per concept")
+    localize.add_argument("--figure", metavar="DIR", help="write the Fig. 7/8-style figures here")
     args = parser.parse_args(argv)
 
+    from neurochat.models import quiet_libraries
     from neurochat.models.vision import VisionEncoders
     from neurochat.nsd import NSDDataset
     from neurochat.paths import ensure_simnsd
     from neurochat.presets import get_preset
-    from neurochat.targets import dataset_targets
 
+    quiet_libraries()
     preset = get_preset(args.preset, args.weights)
     root = Path(args.nsd_root) if args.nsd_root else ensure_simnsd("demo") if args.preset == "demo" else None
     if root is None:
         parser.error("the paper preset evaluates on real NSD: pass --nsd-root DIR")
     dataset = NSDDataset(root, max_session=args.max_session)
-    targets = dataset_targets(dataset, VisionEncoders.from_preset(preset))
+    vision = VisionEncoders.from_preset(preset)
 
     if args.what == "extractor":
         from neurochat.evaluate.extractor import evaluate_extractors, extractor_folders, format_table
+        from neurochat.targets import dataset_targets
 
         patch_size = args.patch_size or preset.patch_sizes[0]
-        results = evaluate_extractors(dataset, targets, extractor_folders(preset.extractor_dir, patch_size, dataset.subjects))
+        folders = extractor_folders(preset.extractor_dir, patch_size, dataset.subjects)
+        results = evaluate_extractors(dataset, dataset_targets(dataset, vision), folders)
         print(format_table(results))
+    elif args.what == "recon":
+        results = _recon(args, preset, dataset, vision)
+    else:
+        results = _localize(args, preset, dataset, vision)
     if args.json:
         write_json(args.json, results)
         print(f"wrote {args.json}")
     return 0
+
+
+def _main_models(preset):
+    from neurochat.models.brainllm import load_brainllm, preset_brainllm_dir
+    from neurochat.models.extractor import load_extractor
+
+    main = load_extractor(preset.extractor_dir / f"vit3d_r{preset.patch_sizes[0]}")
+    flattened_dir = preset.extractor_dir / f"flattened_r{preset.patch_sizes[0]}"
+    flattened = load_extractor(flattened_dir) if (flattened_dir / "config.json").exists() else None
+    brainllm_dir = preset_brainllm_dir(preset)
+    brainllm = load_brainllm(brainllm_dir) if (brainllm_dir / "brainllm.json").exists() else None
+    if brainllm is None:
+        print(f"no fMRI-LLM at {brainllm_dir}: rows that need the LLM's prompt are left out")
+    return main, flattened, brainllm
+
+
+def _recon(args, preset, dataset, vision) -> dict:
+    from neurochat.evaluate.recon import beta_grid, evaluate_reconstruction, plot_sweep, sweep_beta
+    from neurochat.models.unclip import load_unclip
+    from neurochat.reconstruct import Reconstructor
+
+    main, flattened, brainllm = _main_models(preset)
+    reconstructor = Reconstructor(load_unclip(preset))
+    results = evaluate_reconstruction(dataset, vision, reconstructor, main, flattened, brainllm, per_subject=args.per_subject,
+                                      beta=args.beta, steps=args.steps, backbones=args.backbones)  # fmt: skip
+    if args.sweep_beta:
+        folder = Path(args.sweep_beta)
+        curves = sweep_beta(dataset, vision, reconstructor, main, brainllm, steps=args.steps)
+        write_json(folder / "beta_sweep.json", curves)
+        plot_sweep(curves, folder / "beta_sweep.png")
+        beta_grid(dataset, reconstructor, main, brainllm, folder / "beta_grid.png", steps=args.steps)
+        results["beta_sweep"] = curves
+        print(f"wrote the β sweep to {folder}")
+    return results
+
+
+def _localize(args, preset, dataset, vision) -> dict:
+    from neurochat.evaluate.localize import evaluate_ablation, evaluate_localization
+    from neurochat.localize import ConceptLocalizer
+    from neurochat.models.extractor import load_extractor
+    from neurochat.models.unclip import load_unclip
+    from neurochat.reconstruct import Reconstructor
+    from neurochat.sim.truth import AnswerKey
+
+    key = AnswerKey(dataset.root)  # ground truth exists only for SimNSD
+    ensemble = [load_extractor(preset.extractor_dir / f"vit3d_r{r}") for r in preset.patch_sizes]
+    localizer = ConceptLocalizer(ensemble, vision, key.concepts)
+    auc = evaluate_localization(dataset, localizer, key, max_recordings=args.max_recordings)
+    print(f"AUC: ensemble {auc['ensemble']:.3f}; " + ", ".join(f"r={k} {v:.3f}" for k, v in auc["single"].items())
+          + f"; random {auc['random']:.3f} ({auc['n']} cases)")  # fmt: skip
+    reconstructor = Reconstructor(load_unclip(preset))
+    ablation = evaluate_ablation(dataset, localizer, reconstructor, vision, key, fraction=args.fraction,
+                                 max_cases=args.ablation_cases)  # fmt: skip
+    print(f"ablation: removed concept falls below the others in {ablation['removed_below_others']:.1%} of "
+          f"{ablation['n']} cases (CLIP similarity drop {ablation['drop_removed']:.4f} vs {ablation['drop_others']:.4f})")
+    results = {"auc": auc, "ablation": ablation}
+    if args.figure:
+        from neurochat.evaluate.figures import localization_figures
+
+        results["figures"] = localization_figures(dataset, localizer, reconstructor, key, Path(args.figure))
+    return results
 
 
 if __name__ == "__main__":
