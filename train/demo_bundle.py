@@ -6,8 +6,8 @@
 Stages, each resumable (a finished stage is skipped when the command runs again):
   data        SimNSD (demo size; `small` for micro)
   vision      CLIP and VAE on pool pictures                 (train/vision.py)
-  extractors  ViT3D r = 7, 6, 5 (the localization ensemble), the flattened "w/o ViT3D" baseline and
-              the four "w/o C_Subj" subject models            (train/extractor.py)
+  extractor_* ViT3D r = 7, 6, 5 (the localization ensemble), the flattened "w/o ViT3D" baseline and
+              the four "w/o C_Subj" subject models, one stage each   (train/extractor.py)
   decoder     the UnCLIP UNet                               (train/unclip.py)
   llm0..llm2  demo LM, then the fMRI projector, then projector + LM   (train/llm.py)
   check       the bundle loads in the explorer and answers, reconstructs, localizes and ablates
@@ -36,21 +36,20 @@ def stage_commands(size: str, out: Path, data: Path) -> dict[str, list[tuple[str
     weights = ["--weights", str(out)]
     nsd = ["--nsd-root", str(data)]
     quick_extractor = ["--tiny", "--max-steps", "2"] if micro else []
-    sizes = (7, 6, 5)
-    extractors = [("train.extractor", ["--preset", "demo", *weights, *nsd, "--patch-size", str(r), *quick_extractor,
-                                       "--out", str(out / "extractor" / f"vit3d_r{r}")]) for r in sizes]  # fmt: skip
-    extractors.append(("train.extractor", ["--preset", "demo", *weights, *nsd, "--layout", "flattened", *quick_extractor,
-                                           "--out", str(out / "extractor" / "flattened_r7")]))  # fmt: skip
+    extractors = {}
+    for r in (7, 6, 5):  # the main model first, then the rest of the localization ensemble
+        extractors[f"extractor_vit3d_r{r}"] = ["--patch-size", str(r), "--out", str(out / "extractor" / f"vit3d_r{r}")]
+    extractors["extractor_flattened_r7"] = ["--layout", "flattened", "--out", str(out / "extractor" / "flattened_r7")]
     for subject in ("subj01", "subj02", "subj05", "subj07"):
-        extractors.append(("train.extractor", ["--preset", "demo", *weights, *nsd, "--subject", subject, *quick_extractor,
-                                               "--out", str(out / "extractor" / "subject_specific_r7" / subject)]))  # fmt: skip
-    vision = ["--out", str(out)] + (["--clip-steps", "3", "--vae-steps", "3", "--pool-size", "128", "--eval-size", "64"] if micro else [])
-    decoder = ["--out", str(out / "unclip"), "--clip", str(out / "clip")] + (["--tiny", "--steps", "2", "--pool-size", "64"] if micro else [])
+        extractors[f"extractor_{subject}_r7"] = ["--subject", subject, "--out", str(out / "extractor" / "subject_specific_r7" / subject)]
+    vision = ["--out", str(out), "--no-progress"] + (["--clip-steps", "3", "--vae-steps", "3", "--pool-size", "128", "--eval-size", "64"] if micro else [])
+    decoder = ["--out", str(out / "unclip"), "--clip", str(out / "clip"), "--no-progress"] + (["--tiny", "--steps", "2", "--pool-size", "64"] if micro else [])
     llm_quick = ["--max-steps", "2"] if micro else []
     llm = ["--preset", "demo", *weights, *nsd, "--no-progress"]
     return {
         "vision": [("train.vision", vision)],
-        "extractors": extractors,
+        **{name: [("train.extractor", ["--preset", "demo", *weights, *nsd, *quick_extractor, "--no-progress", *extra])]
+           for name, extra in extractors.items()},
         "decoder": [("train.unclip", decoder)],
         "llm0": [("train.llm", ["--stage", "0", *llm, *llm_quick, *(["--tiny"] if micro else [])])],
         "llm1": [("train.llm", ["--stage", "1", *llm, *llm_quick])],
