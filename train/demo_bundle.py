@@ -54,6 +54,13 @@ def stage_commands(size: str, out: Path, data: Path) -> dict[str, list[tuple[str
         "llm0": [("train.llm", ["--stage", "0", *llm, *llm_quick, *(["--tiny"] if micro else [])])],
         "llm1": [("train.llm", ["--stage", "1", *llm, *llm_quick])],
         "llm2": [("train.llm", ["--stage", "2", *llm, *llm_quick])],
+        # "w/o ViT3D" of Table 1: the same recipe on the flattened-voxel extractor
+        "llm_flattened": [
+            ("train.llm", ["--stage", "1", *llm, *llm_quick, "--extractor", str(out / "extractor" / "flattened_r7"),
+                           "--out", str(out / "brainllm_flattened_stage1")]),
+            ("train.llm", ["--stage", "2", *llm, *llm_quick, "--extractor", str(out / "extractor" / "flattened_r7"),
+                           "--init", str(out / "brainllm_flattened_stage1"), "--out", str(out / "brainllm_flattened")]),
+        ],
     }
 
 

@@ -3,6 +3,7 @@
     extractor   CLIP identification and VAE correlation, ViT3D vs its baselines (Sec. 3.2, 4.2)
     recon       the Table 2 analog; --sweep-beta adds the Fig. 5 plot and the Fig. 6 grid (Sec. 4.3)
     localize    localization AUC against the ground truth, and concept ablation (Sec. 4.4)
+    caption     the Table 1 analog: captions, details, reasoning; ViT3D vs w/o ViT3D (Sec. 4.2)
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     localize.add_argument("--ablation-cases", type=int, default=60)
     localize.add_argument("--fraction", type=float, default=0.1, help="q: share of voxels removed per concept")
     localize.add_argument("--figure", metavar="DIR", help="write the Fig. 7/8-style figures here")
+    caption = commands.add_parser("caption", help="caption metrics (Table 1) and the LLM's routing rates")
+    _dataset_options(caption)
+    caption.add_argument("--per-subject", type=int, help="test images per subject (default: all)")
     args = parser.parse_args(argv)
 
     from neurochat.models import quiet_libraries
@@ -68,6 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(format_table(results))
     elif args.what == "recon":
         results = _recon(args, preset, dataset, vision)
+    elif args.what == "caption":
+        results = _caption(args, preset, dataset, vision)
     else:
         results = _localize(args, preset, dataset, vision)
     if args.json:
@@ -88,6 +94,20 @@ def _main_models(preset):
     if brainllm is None:
         print(f"no fMRI-LLM at {brainllm_dir}: rows that need the LLM's prompt are left out")
     return main, flattened, brainllm
+
+
+def _caption(args, preset, dataset, vision) -> dict:
+    from neurochat.evaluate.caption import evaluate_captions
+    from neurochat.models.brainllm import load_brainllm
+
+    main, flattened, brainllm = _main_models(preset)
+    if brainllm is None:
+        raise SystemExit("the caption evaluation needs the fMRI-LLM: train it with `python -m train.llm`")
+    flattened_dir = preset.extractor_dir.parent / "brainllm_flattened"
+    flattened_llm = load_brainllm(flattened_dir) if (flattened_dir / "brainllm.json").exists() else None
+    if flattened_llm is None:
+        print(f"no w/o-ViT3D LLM at {flattened_dir}: its row is left out")
+    return evaluate_captions(dataset, vision, main, brainllm, flattened, flattened_llm, per_subject=args.per_subject)
 
 
 def _recon(args, preset, dataset, vision) -> dict:
