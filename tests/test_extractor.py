@@ -111,3 +111,31 @@ def test_paper_preset_builds_and_runs_forward_backward(tmp_path, capsys):
     numbers = json.loads((tmp_path / "paper.json").read_text())
     assert "16 layers x hidden 768, r = 14" in out and f"N = {numbers['n_tokens']}" in out
     assert numbers["parameters"] > 100e6 and numbers["finite"]
+
+
+def test_two_training_steps_through_the_real_script(sim_root, tmp_path):
+    """train/extractor.py end to end on the small tree, with the committed demo CLIP and VAE as targets."""
+    from neurochat.paths import CHECKPOINTS
+    from train.extractor import main as train_main
+
+    if not (CHECKPOINTS / "demo/clip/config.json").exists():
+        pytest.skip("the demo vision models are not in checkpoints/demo")
+    out = tmp_path / "vit3d"
+    assert train_main(["--preset", "demo", "--nsd-root", str(sim_root), "--patch-size", "5", "--tiny",
+                       "--max-steps", "2", "--out", str(out), "--no-progress"]) == 0  # fmt: skip
+    bundle = load_extractor(out)
+    assert bundle.info["steps"] == 2 and bundle.info["subjects"] == ["subj01", "subj02", "subj05", "subj07"]
+    assert not (out / "training_state").exists()  # the optimizer state is dropped once training finished
+    tokens = bundle.preprocessor(NSDDataset(sim_root).read_trials("subj01", [0]))
+    assert torch.isfinite(bundle.model(tokens).clip).all()
+
+
+def test_committed_extractor_reloads_identically():
+    from neurochat.paths import CHECKPOINTS
+
+    folder = CHECKPOINTS / "demo/extractor/vit3d_r7"
+    if not (folder / "config.json").exists():
+        pytest.skip("no committed demo extractor")
+    a, b = load_extractor(folder), load_extractor(folder)
+    tokens = torch.randn(2, a.config.n_tokens, a.config.token_dim, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(a.model(tokens).clip, b.model(tokens).clip)
