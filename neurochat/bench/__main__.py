@@ -19,6 +19,8 @@ BENCHMARKS = {
     "preprocess": "neurochat.bench.preprocess",
     "extractor": "neurochat.bench.extractor",
     "chat": "neurochat.bench.chat",
+    "recon": "neurochat.bench.recon",
+    "localize": "neurochat.bench.localize",
 }
 
 

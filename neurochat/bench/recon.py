@@ -1,0 +1,77 @@
+"""Time one reconstruction (Eq. 4) at the preset's resolution and default steps, and the extractor forward.
+
+    python -m neurochat.bench recon [--preset demo] [--runs 5] [--json PATH]
+
+Medians over `--runs` after one warm-up: the extractor forward on one recording, the VAE decode of
+ẑ_v (β = 0), and a full reconstruction at β = 0.93 with the default steps and guidance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from neurochat.cli import write_json
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", choices=("demo", "paper"), default="demo")
+    parser.add_argument("--weights", help="weights root (paper) or another demo bundle folder")
+    parser.add_argument("--nsd-root", help="NSD tree (demo default: the cached SimNSD demo)")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=None, help="default: the reconstruction default (20)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--json", metavar="PATH", help="also write the numbers to this JSON file")
+
+
+def _median_seconds(function, runs: int) -> float:
+    function()  # warm-up
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def run(args: argparse.Namespace) -> int:
+    from neurochat.models import quiet_libraries
+    from neurochat.models.extractor import load_extractor
+    from neurochat.models.unclip import load_unclip
+    from neurochat.nsd import NSDDataset
+    from neurochat.paths import ensure_simnsd
+    from neurochat.presets import get_preset
+    from neurochat.reconstruct import DEFAULT_BETA, DEFAULT_STEPS, Reconstructor
+
+    quiet_libraries()
+    preset = get_preset(args.preset, args.weights)
+    dataset = NSDDataset(args.nsd_root or ensure_simnsd("demo"))
+    bundle = load_extractor(preset.extractor_dir / f"vit3d_r{preset.patch_sizes[0]}", device=args.device)
+    reconstructor = Reconstructor(load_unclip(preset, device=args.device))
+    steps = args.steps or DEFAULT_STEPS
+    volume = dataset.read_trial(dataset.subjects[0], int(dataset.trials(dataset.subjects[0]).trial[0]))
+
+    def encode():
+        with torch.no_grad():
+            return bundle.model(bundle.tokens(bundle.preprocessor(volume[None]).to(args.device)))
+
+    output = encode()
+    numbers = {
+        "extractor_s": _median_seconds(encode, args.runs),
+        "decode_s": _median_seconds(lambda: reconstructor.decode(output.vae), args.runs),
+        "recon_s": _median_seconds(lambda: reconstructor(output.clip, output.vae, "a photo of a cat on the grass",
+                                                         beta=DEFAULT_BETA, seed=0, steps=steps), args.runs),  # fmt: skip
+        "steps": steps,
+        "image_size": preset.image_size,
+        "torch_threads": torch.get_num_threads(),
+    }
+    print(f"{args.preset} preset on {args.device}, {torch.get_num_threads()} threads, median of {args.runs}:")
+    print(f"extractor forward (one recording): {numbers['extractor_s'] * 1000:.1f} ms")
+    print(f"VAE decode of ẑ_v (β = 0):         {numbers['decode_s'] * 1000:.1f} ms")
+    print(f"reconstruction, β = {DEFAULT_BETA}, {steps} steps, {preset.image_size} px: {numbers['recon_s']:.3f} s")
+    if args.json:
+        write_json(args.json, numbers)
+    return 0
