@@ -64,6 +64,13 @@ def stage_commands(size: str, out: Path, data: Path) -> dict[str, list[tuple[str
     }
 
 
+def _portable(text: str) -> str:
+    """Paths inside the repository written relative to it, so the manifest reads the same anywhere."""
+    from neurochat.paths import REPO_ROOT
+
+    return text.replace(f"{REPO_ROOT}/", "")
+
+
 def file_records(out: Path) -> dict[str, dict]:
     records = {}
     for path in sorted(out.rglob("*")):
@@ -118,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     started = time.perf_counter()
     data = Path(args.data) if args.data else ensure_simnsd("small" if args.size == "micro" else "demo")
-    manifest["data"] = str(data)
+    manifest["data"] = _portable(str(data))
     plan = stage_commands(args.size, out, data)
     for stage, runs in plan.items():
         if args.only and stage not in args.only:
@@ -133,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if code:
                 raise SystemExit(f"[{stage}] {module} failed with exit code {code}")
         manifest["stages"][stage] = {"done": True, "seconds": round(time.perf_counter() - stage_started, 1),
-                                     "commands": [f"python -m {m} {' '.join(a)}" for m, a in runs]}  # fmt: skip
+                                     "commands": [_portable(f"python -m {m} {' '.join(a)}") for m, a in runs]}  # fmt: skip
         manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
 
     if not args.only or "check" in args.only:
