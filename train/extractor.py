@@ -43,7 +43,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tiny", action="store_true", help="a tiny network (tests)")
     parser.add_argument("--out", help="checkpoint folder")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--threads", type=int, help="torch threads (1 is fastest when another job shares the CPU)")
     args = parser.parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
 
     # heavy imports after argument parsing, so --help is instant
     from neurochat.data import TrialBank, build_preprocessor

@@ -30,7 +30,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tiny", action="store_true", help="a tiny UNet (tests)")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--threads", type=int, help="torch threads (1 is fastest when another job shares the CPU)")
     args = parser.parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
 
     from neurochat.models.unclip import DemoUNetConfig
     from neurochat.presets import get_preset
