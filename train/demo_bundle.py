@@ -30,25 +30,28 @@ from neurochat.cli import run_main
 MANIFEST = "manifest.json"
 
 
-def stage_commands(size: str, out: Path, data: Path) -> dict[str, list[tuple[str, list[str]]]]:
+def stage_commands(size: str, out: Path, data: Path, threads: int | None = None) -> dict[str, list[tuple[str, list[str]]]]:
     """For each stage, the (module, argv) runs it is made of."""
     micro = size == "micro"
+    thread_option = ["--threads", str(threads)] if threads else []
     weights = ["--weights", str(out)]
     nsd = ["--nsd-root", str(data)]
     quick_extractor = ["--tiny", "--max-steps", "2"] if micro else []
     extractors = {}
     for r in (7, 6, 5):  # the main model first, then the rest of the localization ensemble
-        extractors[f"extractor_vit3d_r{r}"] = ["--patch-size", str(r), "--out", str(out / "extractor" / f"vit3d_r{r}")]
+        # the ensemble members have 2-2.5x more tokens; 20 epochs keep each under ~30 min on 2 cores
+        epochs = [] if r == 7 or micro else ["--epochs", "20"]
+        extractors[f"extractor_vit3d_r{r}"] = ["--patch-size", str(r), *epochs, "--out", str(out / "extractor" / f"vit3d_r{r}")]
     extractors["extractor_flattened_r7"] = ["--layout", "flattened", "--out", str(out / "extractor" / "flattened_r7")]
     for subject in ("subj01", "subj02", "subj05", "subj07"):
         extractors[f"extractor_{subject}_r7"] = ["--subject", subject, "--out", str(out / "extractor" / "subject_specific_r7" / subject)]
     vision = ["--out", str(out), "--no-progress"] + (["--clip-steps", "3", "--vae-steps", "3", "--pool-size", "128", "--eval-size", "64"] if micro else [])
-    decoder = ["--out", str(out / "unclip"), "--clip", str(out / "clip"), "--no-progress"] + (["--tiny", "--steps", "2", "--pool-size", "64"] if micro else [])
+    decoder = ["--out", str(out / "unclip"), "--clip", str(out / "clip"), "--no-progress", *thread_option] + (["--tiny", "--steps", "2", "--pool-size", "64"] if micro else [])
     llm_quick = ["--max-steps", "2"] if micro else []
-    llm = ["--preset", "demo", *weights, *nsd, "--no-progress"]
+    llm = ["--preset", "demo", *weights, *nsd, "--no-progress", *thread_option]
     return {
         "vision": [("train.vision", vision)],
-        **{name: [("train.extractor", ["--preset", "demo", *weights, *nsd, *quick_extractor, "--no-progress", *extra])]
+        **{name: [("train.extractor", ["--preset", "demo", *weights, *nsd, *quick_extractor, "--no-progress", *thread_option, *extra])]
            for name, extra in extractors.items()},
         "decoder": [("train.unclip", decoder)],
         "llm0": [("train.llm", ["--stage", "0", *llm, *llm_quick, *(["--tiny"] if micro else [])])],
@@ -109,6 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data", help="SimNSD tree to train on (default: the cached one of this size)")
     parser.add_argument("--only", nargs="+", help="run only these stages")
     parser.add_argument("--force", action="store_true", help="run stages again even if done")
+    parser.add_argument("--threads", type=int, help="torch threads per training run (1 when two bundles share the CPU)")
     args = parser.parse_args(argv)
 
     import importlib
@@ -126,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     data = Path(args.data) if args.data else ensure_simnsd("small" if args.size == "micro" else "demo")
     manifest["data"] = _portable(str(data))
-    plan = stage_commands(args.size, out, data)
+    plan = stage_commands(args.size, out, data, args.threads)
     for stage, runs in plan.items():
         if args.only and stage not in args.only:
             continue
@@ -139,10 +143,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             code = importlib.import_module(module).main(argv_)
             if code:
                 raise SystemExit(f"[{stage}] {module} failed with exit code {code}")
-        manifest["stages"][stage] = {"done": True, "seconds": round(time.perf_counter() - stage_started, 1),
-                                     "commands": [_portable(f"python -m {m} {' '.join(a)}") for m, a in runs]}  # fmt: skip
+        entry = {"done": True, "seconds": round(time.perf_counter() - stage_started, 1),
+                 "commands": [_portable(f"python -m {m} {' '.join(a)}") for m, a in runs]}  # fmt: skip
+        # read the file again: another bundle process may be running other stages into the same folder
+        on_disk = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+        manifest["stages"] = {**on_disk.get("stages", {}), **manifest["stages"], stage: entry}
         manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
 
+    if manifest_path.exists():
+        manifest["stages"] = {**json.loads(manifest_path.read_text()).get("stages", {}), **manifest["stages"]}
     if not args.only or "check" in args.only:
         manifest["check"] = check_bundle(out, data)
         print(f"[check] the explorer answered: {manifest['check']['answer']!r}")
