@@ -4,6 +4,7 @@
     recon       the Table 2 analog; --sweep-beta adds the Fig. 5 plot and the Fig. 6 grid (Sec. 4.3)
     localize    localization AUC against the ground truth, and concept ablation (Sec. 4.4)
     caption     the Table 1 analog: captions, details, reasoning; ViT3D vs w/o ViT3D (Sec. 4.2)
+    all         every one of these into one Markdown report: --out reports/
 """
 
 from __future__ import annotations
@@ -46,8 +47,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     caption = commands.add_parser("caption", help="caption metrics (Table 1) and the LLM's routing rates")
     _dataset_options(caption)
     caption.add_argument("--per-subject", type=int, help="test images per subject (default: all)")
+    everything = commands.add_parser("all", help="every evaluation into OUT/REPORT.md with its figures")
+    _dataset_options(everything)
+    everything.add_argument("--out", default="reports", help="report folder (default: reports/)")
+    everything.add_argument("--per-subject", type=int, help="test images per subject for captions and reconstructions")
+    everything.add_argument("--steps", type=int, default=20)
+    everything.add_argument("--beta", type=float, default=0.93)
+    everything.add_argument("--backbones", help="folder with TorchScript AlexNet/Inception/EffNet/SwAV extractors")
+    everything.add_argument("--max-recordings", type=int, help="test recordings for the localization AUC")
+    everything.add_argument("--ablation-cases", type=int, default=60)
+    everything.add_argument("--fraction", type=float, default=0.1)
     args = parser.parse_args(argv)
 
+    import time
+
+    started = time.perf_counter()
     from neurochat.models import quiet_libraries
     from neurochat.models.vision import VisionEncoders
     from neurochat.nsd import NSDDataset
@@ -74,6 +88,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         results = _recon(args, preset, dataset, vision)
     elif args.what == "caption":
         results = _caption(args, preset, dataset, vision)
+    elif args.what == "all":
+        from neurochat.evaluate.extractor import evaluate_extractors, extractor_folders
+        from neurochat.evaluate.report import write_report
+        from neurochat.targets import dataset_targets
+
+        out = Path(args.out)
+        args.sweep_beta, args.figure = str(out), str(out)
+        folders = extractor_folders(preset.extractor_dir, preset.patch_sizes[0], dataset.subjects)
+        results = {"extractor": evaluate_extractors(dataset, dataset_targets(dataset, vision), folders),
+                   "caption": _caption(args, preset, dataset, vision),
+                   "recon": _recon(args, preset, dataset, vision),
+                   "localize": _localize(args, preset, dataset, vision)}  # fmt: skip
+        path = write_report(results, out, preset=args.preset, dataset=str(dataset.root), seconds=time.perf_counter() - started)
+        print(f"wrote {path}")
     else:
         results = _localize(args, preset, dataset, vision)
     if args.json:
