@@ -31,3 +31,17 @@ def sim_copy(sim_root, tmp_path) -> Path:
     import shutil
 
     return Path(shutil.copytree(sim_root, tmp_path / "nsd"))
+
+
+@pytest.fixture(scope="session")
+def micro_bundle(sim_root, tmp_path_factory) -> Path:
+    """The whole demo chain at micro size (tiny models, a few steps each) on the small tree, built once.
+
+    Every file of a demo bundle is there, so the explorer, the app and the notebook load it exactly
+    like the committed demo; the answers are nonsense, the plumbing is real.
+    """
+    from train.demo_bundle import main as bundle_main
+
+    out = tmp_path_factory.mktemp("bundle") / "micro"
+    assert bundle_main(["--out", str(out), "--size", "micro", "--data", str(sim_root)]) == 0
+    return out
