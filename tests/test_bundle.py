@@ -1,0 +1,43 @@
+"""The demo chain end to end at micro size: every stage trains, the bundle loads and answers;
+the walkthrough notebook runs on it through the public API only."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from neurochat.paths import REPO_ROOT
+
+STAGES = ["vision", "extractor_vit3d_r7", "extractor_vit3d_r6", "extractor_vit3d_r5", "extractor_flattened_r7",
+          "extractor_subj01_r7", "extractor_subj02_r7", "extractor_subj05_r7", "extractor_subj07_r7",
+          "decoder", "llm0", "llm1", "llm2", "llm_flattened"]  # fmt: skip
+
+
+def test_micro_chain_trains_every_stage_and_checks_the_explorer(micro_bundle):
+    manifest = json.loads((micro_bundle / "manifest.json").read_text())
+    assert set(manifest["stages"]) == set(STAGES)
+    assert all(stage["done"] for stage in manifest["stages"].values())
+    check = manifest["check"]
+    assert check["picture_shape"] == [64, 64, 3] and isinstance(check["answer"], str) and check["concept"]
+    files = manifest["files"]
+    assert "extractor/vit3d_r7/model.safetensors" in files and "unclip/unet/diffusion_pytorch_model.safetensors" in files
+    assert all(len(record["sha256"]) == 64 and record["bytes"] > 0 for record in files.values())
+
+
+def test_walkthrough_notebook_runs_on_the_micro_bundle(micro_bundle, sim_root, tmp_path):
+    env = {**os.environ, "NEUROCHAT_WEIGHTS": str(micro_bundle), "NEUROCHAT_NSD_ROOT": str(sim_root),
+           "NEUROCHAT_NOTEBOOK_OUT": str(tmp_path)}  # fmt: skip
+    result = subprocess.run([sys.executable, str(REPO_ROOT / "notebooks/walkthrough.py")], env=env, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "reconstructions.png").exists()
+    assert any(p.name.startswith("without_") for p in tmp_path.iterdir())
+    assert "Q: Describe the image concisely." in result.stdout
+
+
+def test_notebook_pair_is_in_sync():
+    before = (REPO_ROOT / "notebooks/walkthrough.ipynb").read_text()
+    subprocess.run([sys.executable, str(REPO_ROOT / "notebooks/sync.py")], check=True)
+    assert (REPO_ROOT / "notebooks/walkthrough.ipynb").read_text() == before, "run python notebooks/sync.py"
