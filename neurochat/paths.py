@@ -39,3 +39,14 @@ def ensure_simnsd(size: str = "demo", seed: int = 0, log=print) -> Path:
     generate(root, size=size, seed=seed)
     marker.write_text(json.dumps({"simnsd_version": SIMNSD_VERSION, "size": size, "seed": seed}))
     return root
+
+
+def dataset_root(preset: str, nsd_root: str | Path | None, log=print) -> Path:
+    """The NSD tree a command works on: `nsd_root`, or for the demo the cached SimNSD (generated once)."""
+    from neurochat.errors import ConfigError
+
+    if nsd_root:
+        return Path(nsd_root)
+    if preset == "demo":
+        return ensure_simnsd("demo", log=log)
+    raise ConfigError(f"the {preset} preset works on real NSD: pass --nsd-root DIR (the folder holding nsddata/)")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 
-import numpy as np
 import pytest
 
 from neurochat.evaluate.caption import clip_score, names, text_metrics

@@ -8,7 +8,6 @@ import time
 import h5py
 import nibabel as nib
 import numpy as np
-import pytest
 
 from neurochat.nsd import NSDDataset, layout
 from neurochat.sim.concepts import CONCEPT_NAMES, OBJECTS_BY_NAME, SCENES

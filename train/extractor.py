@@ -52,7 +52,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # heavy imports after argument parsing, so --help is instant
     from neurochat.data import TrialBank, build_preprocessor
-    from neurochat.errors import ConfigError
     from neurochat.models.extractor import (
         ExtractorBundle,
         ExtractorConfig,
@@ -64,18 +63,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     from neurochat.models.vision import VisionEncoders
     from neurochat.nsd import NSDDataset
-    from neurochat.paths import ensure_simnsd
+    from neurochat.paths import dataset_root
     from neurochat.presets import get_preset
     from neurochat.targets import dataset_targets
     from neurochat.training.extractor import TrainConfig, train_extractor
 
     preset = get_preset(args.preset, args.weights)
-    if args.nsd_root:
-        root = Path(args.nsd_root)
-    elif args.preset == "demo":
-        root = ensure_simnsd("demo")
-    else:
-        raise ConfigError("the paper preset trains on real NSD: pass --nsd-root DIR")
+    root = dataset_root(args.preset, args.nsd_root)
     dataset = NSDDataset(root, max_session=args.max_session)
     patch_size = args.patch_size or preset.patch_sizes[0]
 

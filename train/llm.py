@@ -73,10 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     import torch
     from accelerate import Accelerator
 
-    from neurochat.errors import ConfigError
     from neurochat.language import build_extension
     from neurochat.nsd import NSDDataset
-    from neurochat.paths import ensure_simnsd
+    from neurochat.paths import dataset_root
     from neurochat.presets import get_preset
     from neurochat.training.llm import LLMTrainConfig, stage_defaults
 
@@ -90,12 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = LLMTrainConfig(stage=args.stage, seed=args.seed, max_steps=args.max_steps, save_every=args.save_every,
                             lora=args.lora, lora_r=args.lora_r, lora_alpha=args.lora_alpha, tasks=tuple(args.tasks),
                             eval_samples=args.eval_samples, **settings)  # fmt: skip
-    if args.nsd_root:
-        root = Path(args.nsd_root)
-    elif args.preset == "demo":
-        root = ensure_simnsd("demo")
-    else:
-        raise ConfigError("the paper preset trains on real NSD: pass --nsd-root DIR")
+    root = dataset_root(args.preset, args.nsd_root)
 
     # 1. The language extension (App. A.2): train samples = own images, test = the shared ones
     dataset = NSDDataset(root, max_session=args.max_session)

@@ -65,15 +65,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from neurochat.models import quiet_libraries
     from neurochat.models.vision import VisionEncoders
     from neurochat.nsd import NSDDataset
-    from neurochat.paths import ensure_simnsd
+    from neurochat.paths import dataset_root
     from neurochat.presets import get_preset
 
     quiet_libraries()
     preset = get_preset(args.preset, args.weights)
-    root = Path(args.nsd_root) if args.nsd_root else ensure_simnsd("demo") if args.preset == "demo" else None
-    if root is None:
-        parser.error("the paper preset evaluates on real NSD: pass --nsd-root DIR")
-    dataset = NSDDataset(root, max_session=args.max_session)
+    dataset = NSDDataset(dataset_root(args.preset, args.nsd_root), max_session=args.max_session)
     vision = VisionEncoders.from_preset(preset)
 
     if args.what == "extractor":

@@ -12,7 +12,6 @@ The finished model is saved as a self-describing checkpoint (`save_extractor`).
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -26,6 +25,7 @@ from tqdm.auto import tqdm
 from neurochat.data import MixUpTrainingSet, TrialBank
 from neurochat.models.extractor import ExtractorBundle, alignment_loss, save_extractor
 from neurochat.targets import ImageTargets
+from neurochat.training.schedule import warmup_cosine
 
 STATE_DIR = "training_state"
 
@@ -81,14 +81,7 @@ def train_extractor(
     model = bundle.model
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    warmup = max(1, int(config.warmup_fraction * total_steps))
-
-    def lr_factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total_steps - warmup))))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    scheduler = warmup_cosine(optimizer, int(config.warmup_fraction * total_steps), total_steps)
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
 
     # 3. Resume after the last finished epoch, if an earlier run left its state

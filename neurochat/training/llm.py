@@ -32,6 +32,7 @@ from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
 from neurochat.errors import ConfigError, DataError
+from neurochat.training.schedule import warmup_cosine
 from neurochat.language import BRIEF_INSTRUCTIONS, IMAGE_TOKEN, TASKS
 from neurochat.models.brainllm import IGNORE_INDEX, BrainLLM, conversation_messages
 
@@ -288,14 +289,7 @@ def run_training(
     if not trainable:
         raise ConfigError("nothing to train: every parameter is frozen")
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
-    warmup = max(1, int(config.warmup_fraction * total_steps))
-
-    def lr_factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total_steps - warmup))))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    scheduler = warmup_cosine(optimizer, int(config.warmup_fraction * total_steps), total_steps)
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
 
     # Resume from the last saved state, if an earlier run left one

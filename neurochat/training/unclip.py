@@ -11,7 +11,6 @@ Latents and image embeddings of the pool are computed once with the frozen visio
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
+from neurochat.training.schedule import warmup_cosine
 from neurochat.models.unclip import (
     DemoUNetConfig,
     build_demo_schedulers,
@@ -133,12 +133,7 @@ def train_decoder(
                                    {"params": text_encoder.parameters(), "lr": config.text_lr}],
                                   weight_decay=config.weight_decay)  # fmt: skip
 
-    def lr_factor(step: int) -> float:
-        if step < config.warmup_steps:
-            return (step + 1) / config.warmup_steps
-        return 0.5 * (1 + math.cos(math.pi * (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)))
-
-    lr_schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    lr_schedule = warmup_cosine(optimizer, config.warmup_steps, config.steps)
     unet, text_encoder, optimizer, lr_schedule = accelerator.prepare(unet, text_encoder, optimizer, lr_schedule)
     device = accelerator.device
 
