@@ -39,15 +39,17 @@ def stage_commands(size: str, out: Path, data: Path, threads: int | None = None)
     quick_extractor = ["--tiny", "--max-steps", "2"] if micro else []
     extractors = {}
     for r in (7, 6, 5):  # the main model first, then the rest of the localization ensemble
-        # the ensemble members have 2-2.5x more tokens; 20 epochs keep each under ~30 min on 2 cores
-        epochs = [] if r == 7 or micro else ["--epochs", "20"]
+        # the ensemble members have 2-2.5x more tokens; 10 epochs keep each near 30 min on one core
+        epochs = [] if r == 7 or micro else ["--epochs", "10"]
         extractors[f"extractor_vit3d_r{r}"] = ["--patch-size", str(r), *epochs, "--out", str(out / "extractor" / f"vit3d_r{r}")]
     extractors["extractor_flattened_r7"] = ["--layout", "flattened", "--out", str(out / "extractor" / "flattened_r7")]
     for subject in ("subj01", "subj02", "subj05", "subj07"):
         extractors[f"extractor_{subject}_r7"] = ["--subject", subject, "--out", str(out / "extractor" / "subject_specific_r7" / subject)]
     vision = ["--out", str(out), "--no-progress"] + (["--clip-steps", "3", "--vae-steps", "3", "--pool-size", "128", "--eval-size", "64",
                                                        "--clip-batch-size", "16", "--vae-batch-size", "8"] if micro else [])
-    decoder = ["--out", str(out / "unclip"), "--clip", str(out / "clip"), "--no-progress", *thread_option] + (["--tiny", "--steps", "2", "--pool-size", "64", "--batch-size", "8"] if micro else [])
+    decoder = ["--out", str(out / "unclip"), "--clip", str(out / "clip"), "--no-progress", *thread_option] + (["--tiny", "--steps", "2", "--pool-size", "64", "--batch-size", "8"] if micro
+                                                                                                   # a safety net: the cosine schedule is sized for ~30 min on one core
+                                                                                                   else ["--steps", "1500", "--max-seconds", "2700"])
     llm_quick = ["--max-steps", "2"] if micro else []
     llm = ["--preset", "demo", *weights, *nsd, "--no-progress", *thread_option]
     return {

@@ -21,6 +21,7 @@ BENCHMARKS = {
     "chat": "neurochat.bench.chat",
     "recon": "neurochat.bench.recon",
     "localize": "neurochat.bench.localize",
+    "app": "neurochat.bench.app",
 }
 
 

@@ -18,7 +18,6 @@ draws its own random batches (seeded by seed and process index) and DDP averages
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 import platform
@@ -142,38 +141,54 @@ def tokenizer_corpus(pool: PoolPictures) -> list[str]:
 
 
 def build_tokenizer(corpus: list[str], config: ClipConfig):
-    """A `CLIPTokenizer` with a byte-level BPE trained offline on `corpus`.
+    """A `CLIPTokenizer` with a byte-level BPE learned offline on `corpus`.
 
-    Same normaliser, pre-tokeniser and `</w>` end-of-word convention as OpenAI's CLIP vocabulary, and
-    the same corpus always gives the same token ids.
+    Same normaliser, pre-tokeniser and `</w>` end-of-word convention as OpenAI's CLIP vocabulary.
+    The merges are learned here rather than by `tokenizers`' BpeTrainer, which breaks ties between
+    equally frequent pairs in hash order and so gives different ids on every run; here a tie goes to
+    the alphabetically first pair, and the same corpus always gives the same tokenizer.
     """
-    from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
+    from collections import Counter
+
+    from tokenizers import Regex, normalizers, pre_tokenizers
     from transformers import CLIPTokenizer
 
-    bpe = Tokenizer(models.BPE(end_of_word_suffix=END_OF_WORD, continuing_subword_prefix="", unk_token=EOS_TOKEN))
-    bpe.normalizer = normalizers.Sequence([normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Lowercase()])
-    bpe.pre_tokenizer = pre_tokenizers.Sequence(
+    normalizer = normalizers.Sequence([normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Lowercase()])
+    pre_tokenizer = pre_tokenizers.Sequence(
         [
             pre_tokenizers.Split(Regex(CLIP_SPLIT_PATTERN), behavior="removed", invert=True),
             pre_tokenizers.ByteLevel(add_prefix_space=False),
         ]
     )
-    alphabet = pre_tokenizers.ByteLevel.alphabet()
-    trainer = trainers.BpeTrainer(
-        vocab_size=config.tokenizer_vocab_size,
-        min_frequency=1,
-        special_tokens=[BOS_TOKEN, EOS_TOKEN],  # eos doubles as padding, as in CLIP
-        initial_alphabet=alphabet,
-        end_of_word_suffix=END_OF_WORD,
-        show_progress=False,
+    word_counts = Counter(
+        piece for text in corpus for piece, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text))
     )
-    bpe.train_from_iterator(corpus, trainer)
-    merges = [tuple(merge) for merge in json.loads(bpe.to_str())["model"]["merges"]]  # the same on every run
-    # The trainer numbers its symbols in hash order, which changes from run to run; number them as
-    # OpenAI's CLIP vocabulary does instead: bytes, word-final bytes (all of them, so no text ever
-    # needs the unknown token), one token per merge in merge order, then the special tokens.
-    symbols = sorted(alphabet) + [char + END_OF_WORD for char in sorted(alphabet)]
-    symbols += ["".join(merge) for merge in merges] + [BOS_TOKEN, EOS_TOKEN]
+    # each word as its symbols, the last one marked as word-final
+    words = {word: [*word[:-1], word[-1] + END_OF_WORD] for word in sorted(word_counts) if word}
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    base = alphabet + [char + END_OF_WORD for char in alphabet]  # every byte, so no text needs the unknown token
+    merges: list[tuple[str, str]] = []
+    while len(base) + len(merges) + 2 < config.tokenizer_vocab_size:
+        pair_counts: Counter = Counter()
+        for word, symbols in words.items():
+            for pair in zip(symbols, symbols[1:]):
+                pair_counts[pair] += word_counts[word]
+        if not pair_counts:
+            break  # every word is one token
+        best = min(pair_counts, key=lambda pair: (-pair_counts[pair], pair))
+        merges.append(best)
+        for word, symbols in words.items():
+            merged, i = [], 0
+            while i < len(symbols):
+                if i + 1 < len(symbols) and (symbols[i], symbols[i + 1]) == best:
+                    merged.append(symbols[i] + symbols[i + 1])
+                    i += 2
+                else:
+                    merged.append(symbols[i])
+                    i += 1
+            words[word] = merged
+    # numbered as OpenAI's CLIP vocabulary is: bytes, word-final bytes, one token per merge, specials
+    symbols = base + ["".join(merge) for merge in merges] + [BOS_TOKEN, EOS_TOKEN]
     vocab = {symbol: index for index, symbol in enumerate(dict.fromkeys(symbols))}
     return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=config.max_text_length)
 

@@ -1,0 +1,169 @@
+"""App responsiveness: cold start, β re-render, localize, ablate and first chat token, through the explorer.
+
+    python -m neurochat.bench app [--weights DIR] [--nsd-root DIR] [--runs 5] [--json PATH]
+
+What a person waits for in the browser, measured on the explorer the app talks to (no browser):
+  cold_start_s   a fresh Python process: import, `Explorer.load` and the first `select` (the data is
+                 already in the cache; the demo's SimNSD generation on a fresh clone is not counted)
+  beta_s         `reconstruct` at a β not seen before (features cached: only the diffusion runs)
+  localize_s     `localize` of a concept not seen before in this trial (ensemble GradCAM)
+  ablate_s       `ablate` of a localized concept (zero its voxels, encode again, ask the LLM for the
+                 prompt again, reconstruct), each run a different concept
+  first_token_s  from `chat` to the first streamed piece of a brief description
+  peak_rss_mb    this process's peak resident memory after all of the above
+The median (p50) of `--runs` runs is reported, after one untimed warm-up of each step. Targets for
+the demo preset on 2 CPU cores are printed beside the numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from neurochat.cli import write_json
+
+# Demo preset on 2 CPU cores (issue 7).
+TARGETS = {"cold_start_s": 20.0, "beta_s": 1.5, "localize_s": 1.0, "ablate_s": 2.0, "first_token_s": 0.5,
+           "peak_rss_mb": 3000.0}  # fmt: skip
+BRIEF = "Describe the image concisely."  # Table 3's first instruction
+
+_COLD_START = """
+import json, sys, time
+started = time.perf_counter()
+from neurochat.explorer import Explorer
+preset, nsd_root, weights, device = sys.argv[1:5]
+explorer = Explorer.load(preset, nsd_root=nsd_root, weights=weights or None, device=device or None, log=lambda *_: None)
+subject = explorer.subjects[0]
+explorer.select(subject, explorer.trial_choices(subject)[0].nsd_id)
+print(json.dumps({"seconds": time.perf_counter() - started}))
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", choices=("demo", "paper"), default="demo")
+    parser.add_argument("--weights", help="weights folder (demo default: checkpoints/demo)")
+    parser.add_argument("--nsd-root", help="NSD tree (demo default: the cached SimNSD demo, generated if needed)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
+    parser.add_argument("--runs", type=int, default=5, help="timed runs per step; the median is reported (default: 5)")
+    parser.add_argument("--cold-runs", type=int, default=1,
+                        help="fresh processes timed for the cold start (default: 1)")
+    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
+    parser.add_argument("--json", metavar="PATH", help="also write the numbers to this JSON file")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from neurochat.errors import ConfigError
+    from neurochat.explorer import Explorer
+    from neurochat.paths import ensure_simnsd
+
+    if args.runs < 1 or args.cold_runs < 1:
+        raise ConfigError(f"--runs {args.runs} --cold-runs {args.cold_runs}: give at least one run of each")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    # 1. Data in the cache first: the cold start times loading, not the one-off SimNSD generation
+    if args.nsd_root:
+        nsd_root = Path(args.nsd_root)
+    elif args.preset == "demo":
+        nsd_root = ensure_simnsd("demo")
+    else:
+        raise ConfigError("the paper preset needs --nsd-root DIR")
+
+    # 2. Cold start: a fresh process imports, loads every model and opens the first trial
+    cold = [_cold_start(args, nsd_root) for _ in range(args.cold_runs)]
+
+    # 3. The steps a person waits for, on this process's own explorer
+    explorer = Explorer.load(args.preset, nsd_root=nsd_root, weights=args.weights, device=args.device,
+                             log=lambda *_: None)  # fmt: skip
+    subject = explorer.subjects[0]
+    state = explorer.select(subject, explorer.trial_choices(subject)[0].nsd_id)
+    state.prompt = explorer.reconstruction_prompt(state)  # as after "Reconstruct" in the chat
+    concepts = _concepts(explorer, state, 2 * (args.runs + 1))
+
+    betas = [round(0.93 - 0.01 * i, 2) for i in range(args.runs + 1)]  # a β not rendered before, each run
+    beta_s = _p50([_timed(explorer.reconstruct, state, beta=beta) for beta in betas][1:])
+    localize_s = _p50([_timed(explorer.localize, state, concept) for concept in concepts[: args.runs + 1]][1:])
+    ablate_s = _p50([_timed(explorer.ablate, state, [concept]) for concept in concepts[: args.runs + 1]][1:])
+    first_token_s = _p50([_first_token(explorer, state) for _ in range(args.runs + 1)][1:])
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+    numbers = {"cold_start_s": _p50(cold), "beta_s": beta_s, "localize_s": localize_s, "ablate_s": ablate_s,
+               "first_token_s": first_token_s, "peak_rss_mb": peak_rss_mb}  # fmt: skip
+    device = explorer.reconstructor.device
+    print(f"preset {args.preset} on {device}, torch threads {torch.get_num_threads()}, {args.runs} runs "
+          f"(p50), trial {state.label()}")  # fmt: skip
+    for name, number in numbers.items():
+        target = TARGETS[name]
+        verdict = "ok" if number <= target else "OVER"
+        print(f"  {name:<14} {number:9.3f}   target ≤ {target:g} ({verdict}, demo on 2 CPU cores)")
+    if args.json:
+        write_json(args.json, {name: round(number, 4) for name, number in numbers.items()})
+    over = [name for name, number in numbers.items() if number > TARGETS[name]]
+    print(f"app: cold {numbers['cold_start_s']:.2f} s, β {beta_s:.3f} s, localize {localize_s:.3f} s, "
+          f"ablate {ablate_s:.3f} s, first token {first_token_s:.3f} s, peak RSS {peak_rss_mb:.0f} MB"
+          + (f" — over target: {', '.join(over)}" if over else " — all within target"))  # fmt: skip
+    return 0
+
+
+def _cold_start(args: argparse.Namespace, nsd_root: Path) -> float:
+    from neurochat.errors import ConfigError
+    from neurochat.paths import REPO_ROOT
+
+    command = [sys.executable, "-c", _COLD_START, args.preset, str(nsd_root), args.weights or "", args.device or ""]
+    if args.threads:
+        command[2] = f"import torch; torch.set_num_threads({args.threads})\n" + _COLD_START
+    done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise ConfigError(f"the cold-start process failed: {done.stderr.strip().splitlines()[-1:]}")
+    return float(json.loads(done.stdout.strip().splitlines()[-1])["seconds"])
+
+
+def _concepts(explorer, state, count: int) -> list[str]:
+    """Concepts to localize, this picture's own first, each localized once (a cache miss each run)."""
+    own = explorer.true_concepts(state) or [box["name"] for box in explorer.dataset.boxes(state.nsd_id)]
+    pool = list(dict.fromkeys(own + list(explorer.vocabulary or [])))
+    if not pool:
+        pool = ["person", "dog", "cat", "car", "tree", "building", "food", "sky", "water", "table", "chair", "bus"]
+    return [pool[i % len(pool)] for i in range(count)]
+
+
+def _timed(function, *args, **kwargs) -> float:
+    started = time.perf_counter()
+    function(*args, **kwargs)
+    return time.perf_counter() - started
+
+
+def _first_token(explorer, state) -> float:
+    fresh = dataclasses.replace(state, history=[])  # each run starts the conversation afresh
+    started = time.perf_counter()
+    turn = explorer.chat(fresh, BRIEF)
+    pieces = iter(turn)
+    next(pieces, None)
+    seconds = time.perf_counter() - started
+    for _ in pieces:  # let the generation finish before the next timing
+        pass
+    return seconds
+
+
+def _p50(values: list[float]) -> float:
+    return float(statistics.median(values))
+
+
+if __name__ == "__main__":  # until it is listed in neurochat.bench.__main__.BENCHMARKS
+    from neurochat.cli import run_main
+
+    def _main(argv=None) -> int:
+        parser = argparse.ArgumentParser(prog="python -m neurochat.bench.app", description=__doc__.splitlines()[0])
+        add_arguments(parser)
+        return run(parser.parse_args(argv))
+
+    run_main(_main)

@@ -1,0 +1,330 @@
+"""The explorer app's handlers, called directly on the built Blocks (no server, no browser).
+
+A micro demo bundle (tiny models, every file in place) is trained once per test session on the small
+SimNSD tree by `python -m train.demo_bundle --size micro` (a few minutes on 2 cores). Set
+NEUROCHAT_MICRO_BUNDLE=DIR to reuse a bundle built before (its manifest names its data).
+
+Every bad input must come back as a sentence in the status line, never as an exception.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::UserWarning")]  # gr.Warning outside a server
+
+
+def micro_bundle_paths(request) -> tuple[Path, Path]:
+    """(weights, nsd_root) of a micro bundle: $NEUROCHAT_MICRO_BUNDLE, or one built once per session.
+
+    The bundle lives in the session's base temp folder, so every test module that asks finds it built.
+    """
+    given = os.environ.get("NEUROCHAT_MICRO_BUNDLE")
+    if given:
+        manifest = json.loads((Path(given) / "manifest.json").read_text())
+        return Path(given), Path(manifest["data"])
+    sim_root = request.getfixturevalue("sim_root")
+    out = request.getfixturevalue("tmp_path_factory").getbasetemp() / "micro-bundle"
+    manifest = out / "manifest.json"
+    if not (manifest.exists() and "check" in json.loads(manifest.read_text())):
+        from train import demo_bundle
+
+        assert demo_bundle.main(["--out", str(out), "--size", "micro", "--data", str(sim_root)]) == 0
+    return out, sim_root
+
+
+@pytest.fixture(scope="session")
+def micro_bundle(request) -> tuple[Path, Path]:
+    return micro_bundle_paths(request)
+
+
+@pytest.fixture(scope="module")
+def explorer(micro_bundle, tmp_path_factory):
+    import torch
+
+    from neurochat.explorer import Explorer
+
+    os.environ.setdefault("NILEARN_DATA", str(tmp_path_factory.mktemp("nilearn")))
+    torch.set_num_threads(1)
+    weights, nsd_root = micro_bundle
+    return Explorer.load("demo", nsd_root=nsd_root, weights=weights, device="cpu", log=lambda *_: None)
+
+
+@pytest.fixture(scope="module")
+def ui(explorer, tmp_path_factory):
+    import app
+
+    ui = app.ExplorerUI(explorer, downloads=tmp_path_factory.mktemp("downloads"))
+    ui.build()
+    return ui
+
+
+@pytest.fixture
+def session(ui):
+    """A tab that has opened the default trial."""
+    import app
+
+    session = app.Session()
+    out = ui.start(session)
+    assert "Now exploring" in out[ui.c.status]
+    return out[ui.c.state]
+
+
+def ask(ui, session, message: str):
+    """One chat turn as the browser runs it: accept → answer (streamed) → act → heatmap files."""
+    outputs = [ui.accept(message, session)]
+    session = outputs[-1].get(ui.c.state, session)
+    streamed = list(ui.answer(session))
+    outputs += streamed
+    outputs.append(ui.act(session, 0.93, 0, 0.5))
+    outputs.append(ui.heatmap_files(session))
+    merged = {}
+    for out in outputs:
+        merged.update(out)
+    return merged, streamed
+
+
+def warning(ui, out) -> str:
+    status = out.get(ui.c.status, "")
+    assert status.startswith("⚠️"), f"expected a warning, got {status!r}"
+    assert "Traceback" not in status
+    return status
+
+
+def value(update):
+    return update["value"] if isinstance(update, dict) else update
+
+
+# -- choosing a recording --------------------------------------------------------------------------------
+
+
+def test_first_impression_is_a_shared_trial_with_two_objects(ui, explorer, session):
+    from neurochat.sim.concepts import SCENES
+
+    choice = next(c for c in explorer.trial_choices(ui.default_subject) if c.nsd_id == ui.default_trial)
+    assert choice.shared
+    objects = [c for c in explorer.true_concepts(session.trial) if c not in SCENES]
+    assert len(objects) == 2 and session.example_concept == objects[0]
+    out = ui.start(session)
+    assert out[ui.c.stimulus].ndim == 3 and out[ui.c.prior].dtype == np.uint8
+    assert out[ui.c.chatbot] == [] and out[ui.c.final] is None
+    assert value(out[ui.c.ex_locate]) == f'Locate "{objects[0]}"'
+
+
+def test_picking_subject_trial_protocol_and_random(ui, explorer, session):
+    out = ui.pick_subject("subj02", "averaged", session)
+    assert out[ui.c.state].trial.subject == "subj02"
+    assert [v for _, v in out[ui.c.trial]["choices"]] == [c.nsd_id for c in explorer.trial_choices("subj02")]
+    nsd_id = explorer.trial_choices("subj02")[1].nsd_id
+    out = ui.pick_trial("subj02", nsd_id, "single", session)
+    assert out[ui.c.state].trial.key == ("subj02", nsd_id, "single", None)
+    assert "first repetition" in out[ui.c.status]
+    out = ui.random_trial("subj02", "averaged", session)
+    assert out[ui.c.state].trial.nsd_id in [c.nsd_id for c in explorer.trial_choices("subj02") if c.shared]
+
+
+# -- chat ------------------------------------------------------------------------------------------------
+
+
+def test_chat_streams_the_answer_and_saves_the_conversation(ui, session):
+    out, streamed = ask(ui, session, "Describe the image concisely.")
+    messages = out[ui.c.chatbot]
+    assert [m["role"] for m in messages] == ["user", "assistant"]
+    assert messages[0]["content"] == "Describe the image concisely." and messages[1]["content"].strip()
+    assert len(streamed) >= 2  # piece by piece, then the final update
+    conversation = json.loads(Path(value(out[ui.c.dl_chat])).read_text())
+    assert conversation["conversation"][0]["content"] == "Describe the image concisely."
+    assert conversation["sent_to_model"][0]["content"] == "Describe the image concisely."
+    assert out[ui.c.state].busy_since is None  # the next message is accepted
+
+
+@pytest.mark.parametrize(
+    "message, expected",
+    [("", "Type a question"), ("   ", "Type a question"), ("x" * 10_000, "10,000 characters")],
+)
+def test_bad_messages_get_a_sentence(ui, session, message, expected):
+    out = ui.accept(message, session)
+    assert expected in warning(ui, out)
+    assert ui.c.chatbot not in out and session.pending is None
+
+
+def test_a_concept_the_model_does_not_know_suggests_close_ones(ui, session):
+    out = ui.accept('Locating the concept of "bicycel"', session)
+    assert "Did you mean 'bicycle'" in warning(ui, out)
+    out = ui.locate("zebr", 0.5, session)
+    assert "Did you mean 'zebra'" in warning(ui, out)
+    out = ui.locate("", 0.5, session)
+    assert "which concept" in warning(ui, out).lower()
+
+
+def test_a_second_message_while_busy_is_not_asked_twice(ui, session):
+    first = ui.accept("Describe the image concisely.", session)
+    second = ui.accept("Describe the image concisely.", first[ui.c.state])
+    assert "will not be asked twice" in warning(ui, second)
+    list(ui.answer(session))
+    assert session.busy_since is None
+    assert ui.c.chatbot in ui.accept("Describe the image concisely.", session)
+
+
+# -- reconstruction, β, localization, ablation -------------------------------------------------------------
+
+
+def test_reconstruction_then_beta_re_renders_only_the_final_image(ui, session):
+    from app import RECONSTRUCT
+
+    out, _ = ask(ui, session, RECONSTRUCT)
+    final = out[ui.c.final]
+    assert final.dtype == np.uint8 and final.ndim == 3
+    assert "prompt:" in out[ui.c.prompt] and "β = 0.93" in out[ui.c.prompt]
+    assert Path(value(out[ui.c.dl_images])).exists()
+    again = ui.rerender(0.3, 0, session)
+    assert not np.array_equal(again[ui.c.final], final)
+    assert ui.c.prior not in again  # the VAE prior does not move with β
+    same = ui.rerender(0.3, 0, session)
+    assert same[ui.c.final] == {"__type__": "update"}  # an unchanged picture is not sent again
+    assert "β = 0.30" in again[ui.c.prompt]
+    assert "outside 0…1" in warning(ui, ui.rerender(1.5, 0, session))
+    assert "whole number" in warning(ui, ui.rerender(0.5, -2, session))
+
+
+def test_localize_shows_the_brain_and_ablation_toggles(ui, explorer, session):
+    import plotly.graph_objects as go
+
+    concept = session.example_concept
+    out, _ = ask(ui, session, f'Locating the concept of "{concept}"')
+    figure = out[ui.c.brain3d]
+    assert isinstance(figure, go.Figure)
+    assert [t.type for t in figure.data] == ["mesh3d", "mesh3d", "scatter3d"] and len(figure.data[2].x) > 0
+    assert concept in out[ui.c.brain_title]
+    assert concept in out[ui.c.concepts]["choices"] and concept in out[ui.c.concepts]["value"]
+    native, mni = Path(value(out[ui.c.dl_native])), Path(value(out[ui.c.dl_mni]))
+    assert nib.load(native).shape == explorer.dataset.native_shape(session.trial.subject)
+    assert nib.load(mni).shape == (99, 117, 95)
+
+    kept = [c for c in out[ui.c.concepts]["choices"] if c != concept]
+    removed = ui.toggle(kept, 0.93, 0, session)
+    assert removed[ui.c.ablated]["value"].ndim == 3 and concept in removed[ui.c.ablated]["label"]
+    assert removed[ui.c.state].trial.removed == [concept]
+    assert concept not in removed[ui.c.concepts]["value"]
+    restored = ui.restore(0.93, 0, session)
+    assert restored[ui.c.ablated]["value"] is None and restored[ui.c.state].trial.removed == []
+
+    redrawn = ui.redraw_brain(0.9, session)
+    assert len(redrawn[ui.c.brain3d].data[2].x) <= len(figure.data[2].x)
+    glass = ui.show_glass(0.5, session)
+    assert glass[ui.c.glass].ndim == 3
+    assert ui.show_3d(0.5, session)[ui.c.state].view == "3d"
+
+
+def test_named_concepts_get_chips(ui, session):
+    ui._note_concepts(session, "a bird and two dogs on the snow")
+    assert session.trial.concepts[:3] == ["bird", "dog", "snow"]
+    assert ui._chips(session)["value"] == ["bird", "dog", "snow"]
+
+
+# -- nothing chosen yet, uploads, failures --------------------------------------------------------------
+
+
+def test_buttons_before_a_trial_is_chosen(ui):
+    import app
+
+    empty = app.Session()
+    for out in (ui.accept("Describe the image concisely.", empty), ui.rerender(0.93, 0, empty),
+                ui.toggle([], 0.93, 0, empty), ui.restore(0.93, 0, empty), ui.locate("dog", 0.5, empty),
+                ui.pick_trial("subj01", None, "averaged", empty), ui.upload(None, empty)):  # fmt: skip
+        assert "first" in warning(ui, out) or "Choose" in warning(ui, out)
+    unchanged = ui._unchanged()
+    assert ui.redraw_brain(0.5, empty) == {ui.c.state: empty}
+    assert list(ui.answer(empty)) == [unchanged] and ui.act(empty, 0.93, 0, 0.5) == unchanged
+
+
+def _save(tmp_path, name, data):
+    path = tmp_path / name
+    nib.save(nib.Nifti1Image(data, np.eye(4)), path)
+    return str(path)
+
+
+def test_uploads_that_are_not_one_finite_3d_volume_are_refused(ui, explorer, session, tmp_path):
+    shape = explorer.dataset.native_shape("subj01")
+    four_d = _save(tmp_path, "run.nii.gz", np.zeros((*shape, 5), np.float32))
+    assert "4 dimensions" in warning(ui, ui.upload(four_d, session))
+    holes = np.ones(shape, np.float32)
+    holes[0, 0, :3] = np.nan
+    assert "NaN" in warning(ui, ui.upload(_save(tmp_path, "holes.nii", holes), session))
+    text = tmp_path / "notes.txt"
+    text.write_text("not a brain")
+    assert "not a readable NIfTI" in warning(ui, ui.upload(str(text), session))
+    assert session.trial.upload is None  # the tab still explores its trial
+
+    volume = explorer.dataset.read_trials("subj01", explorer.dataset.trials("subj01").trials_of_image(2)[:1])[0]
+    out = ui.upload(_save(tmp_path, "mine.nii.gz", volume.astype(np.float32)), session)
+    assert out[ui.c.state].trial.upload and out[ui.c.stimulus] is None and "uploaded" in out[ui.c.caption]
+    reply, _ = ask(ui, out[ui.c.state], "Describe the image concisely.")
+    assert reply[ui.c.chatbot][-1]["content"].strip()
+
+
+def test_unexpected_failures_become_a_sentence(ui, explorer, session, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(explorer, "reconstruct", broken)
+    out = ui.rerender(0.93, 0, session)
+    assert "Something went wrong while re-rendering (RuntimeError)" in warning(ui, out)
+    monkeypatch.setattr(explorer, "chat", broken)
+    ui.accept("Describe the image concisely.", session)
+    streamed = list(ui.answer(session))
+    assert "Something went wrong" in warning(ui, streamed[-1]) and session.busy_since is None
+
+
+# -- start-up and figures ----------------------------------------------------------------------------------
+
+
+def test_missing_weights_or_data_give_a_page_that_says_what_and_where(tmp_path, micro_bundle):
+    import app
+
+    weights, nsd_root = micro_bundle
+    def load(*argv):
+        return app.load_explorer(app.build_parser().parse_args(argv), log_line=lambda *_: None)
+
+    explorer, problem = load("--weights", str(tmp_path / "nothing"), "--nsd-root", str(nsd_root))
+    assert explorer is None and str(tmp_path / "nothing") in problem and "extractor" in problem
+    explorer, problem = load("--weights", str(weights), "--nsd-root", str(tmp_path / "no-nsd"))
+    assert explorer is None and "no-nsd" in problem
+    explorer, problem = load("--preset", "paper", "--weights", str(weights))
+    assert explorer is None and "--nsd-root" in problem
+    page = app.error_page(problem, "python app.py --preset paper")
+    texts = " ".join(str(getattr(block, "value", "")) for block in page.blocks.values())
+    assert "could not start" in texts and "--nsd-root" in texts
+
+
+def test_viz_figures_are_fast_and_honest_without_an_mni_transform(ui, session):
+    import time
+
+    from neurochat import viz
+
+    heatmap = ui.explorer.localize(session.trial, session.example_concept)
+    viz.warm_up()
+    started = time.perf_counter()
+    figure = viz.glass_brain_3d(heatmap, 0.5, max_points=50)
+    static = viz.static_glass_brain(heatmap, 0.5)
+    image = viz.figure_to_image(static)
+    assert time.perf_counter() - started < 2.0  # < 1 s each on an idle 2-core machine
+    assert len(figure.data[-1].x) <= 50 and image.ndim == 3
+
+    import dataclasses
+
+    native_only = dataclasses.replace(heatmap, to_mni=None)
+    figure = viz.glass_brain_3d(native_only, 0.5)
+    assert [t.type for t in figure.data] == ["scatter3d"]
+    assert "no MNI transform" in figure.layout.annotations[0].text
+    assert viz.figure_to_image(viz.static_glass_brain(native_only, 0.5)).ndim == 3
+    native, mni = viz.save_heatmap(native_only, ui.downloads)
+    assert native.exists() and mni is None
+    strip = viz.image_strip([np.zeros((64, 64, 3), np.uint8)] * 2, ["a", "b"])
+    assert strip.ndim == 3 and strip.shape[1] > 1.8 * strip.shape[0]  # side by side, under their labels

@@ -1,0 +1,232 @@
+"""The real app in a real browser: `python app.py` as a subprocess, driven by Playwright in headless
+Debian Chromium at a projector's 1280×720.
+
+    pytest tests/test_app_browser.py                          # micro bundle, trained once per session
+    NEUROCHAT_BROWSER_DEMO=1 pytest tests/test_app_browser.py  # the committed demo (`python app.py`)
+    NEUROCHAT_SCREENSHOTS=shots/ pytest tests/test_app_browser.py   # keep the screenshots there
+
+Needs the `playwright` Python package (its driver ships in the wheel; no browser download) and
+/usr/bin/chromium (Debian's `chromium`). Waits use `domcontentloaded` and locators: `networkidle`
+never fires on a Gradio page.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]  # fmt: skip
+VIEWPORT = {"width": 1280, "height": 720}
+DEMO = os.environ.get("NEUROCHAT_BROWSER_DEMO") == "1"
+START_TIMEOUT_S = 900 if DEMO else 180  # the demo generates its SimNSD data on a fresh clone (about a minute)
+STEP_TIMEOUT_MS = (180 if DEMO else 60) * 1000
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium (apt-get install chromium)"),
+]
+sync_api = pytest.importorskip("playwright.sync_api", reason="needs the playwright package (pip install playwright)")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(request, tmp_path_factory):
+    """The app on a free port: the demo (NEUROCHAT_BROWSER_DEMO=1) or the session's micro bundle."""
+    port = _free_port()
+    command = [sys.executable, "app.py", "--port", str(port), "--device", "cpu"]
+    if not DEMO:
+        from test_app import micro_bundle_paths
+
+        weights, nsd_root = micro_bundle_paths(request)
+        command += ["--weights", str(weights), "--nsd-root", str(nsd_root)]
+    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+               NILEARN_DATA=str(tmp_path_factory.mktemp("nilearn")), PYTHONUNBUFFERED="1")  # fmt: skip
+    log_path = tmp_path_factory.mktemp("server") / "app.log"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        if process.poll() is not None:
+            pytest.fail(f"the app exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                process.kill()
+                pytest.fail(f"the app did not serve {url} within {START_TIMEOUT_S} s:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.5)
+    yield url
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    log_text = log_path.read_text()
+    assert "Traceback" not in log_text, f"the server logged an error:\n{log_text[-3000:]}"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def shots(tmp_path) -> Path:
+    folder = Path(os.environ.get("NEUROCHAT_SCREENSHOTS") or tmp_path / "screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _open(browser, url):
+    page = browser.new_page(viewport=VIEWPORT)
+    page.set_default_timeout(STEP_TIMEOUT_MS)
+    page.goto(url, wait_until="domcontentloaded")
+    page.get_by_text("Now exploring").wait_for()
+    return page
+
+
+def _snap(page, shots: Path, name: str) -> None:
+    page.screenshot(path=str(shots / f"{name}.png"))
+
+
+def _src(page, selector: str) -> str | None:
+    image = page.locator(f"{selector} img")
+    return image.first.get_attribute("src") if image.count() else None
+
+
+def _wait_for_new_image(page, selector: str, old: str | None) -> str:
+    page.wait_for_function(
+        "([sel, old]) => { const img = document.querySelector(sel + ' img');"
+        " return img && img.complete && img.naturalWidth > 0 && img.getAttribute('src') !== old; }",
+        arg=[selector, old],
+    )
+    return _src(page, selector)
+
+
+def _watch_stream(answer, quiet_s: float = 1.5) -> list[int]:
+    """The answer's lengths as it streams in, until it has not changed for `quiet_s` seconds."""
+    lengths, changed = [], time.monotonic()
+    deadline = changed + STEP_TIMEOUT_MS / 1000
+    while time.monotonic() < deadline:
+        length = len(answer.inner_text())
+        if not lengths or length != lengths[-1]:
+            lengths.append(length)
+            changed = time.monotonic()
+        elif length and time.monotonic() - changed > quiet_s:
+            break
+        time.sleep(0.02)
+    return lengths
+
+
+def test_explore_a_trial_in_the_browser(server, browser, shots):
+    page = _open(browser, server)
+    _snap(page, shots, "01-start")
+    assert page.evaluate("document.documentElement.scrollHeight") <= VIEWPORT["height"] + 4, "the page scrolls"
+
+    # 1. Pick a subject and a trial
+    page.locator("#nc-subject input").click()
+    page.get_by_role("option", name="subj02", exact=True).click()
+    page.get_by_text("Now exploring subj02").wait_for()
+    page.locator("#nc-trial input").click()
+    trial = page.get_by_role("option").nth(1)
+    label = trial.inner_text()
+    trial.click()
+    image_id = label.split("image")[-1].strip()
+    page.get_by_text(f"Now exploring subj02, image {image_id} ").wait_for()
+    page.locator("#nc-chat").get_by_text("Ask about this trial").wait_for()  # the chat starts empty
+    _snap(page, shots, "02-trial")
+
+    # 2. A brief description, streamed into the chat
+    page.get_by_role("button", name="Describe", exact=True).click()
+    page.locator('#nc-chat [data-testid="user"]').get_by_text("Describe the image concisely.").wait_for()
+    answer = page.locator('#nc-chat [data-testid="bot"]').last
+    answer.wait_for()
+    lengths = _watch_stream(answer)
+    assert answer.inner_text().strip()
+    _snap(page, shots, "03-answer")
+
+    # 3. A reconstruction with the LLM's prompt
+    assert _src(page, "#nc-final") is None
+    page.get_by_role("button", name="Reconstruct", exact=True).click()
+    first = _wait_for_new_image(page, "#nc-final", None)
+    page.get_by_text("prompt:").wait_for()
+    _snap(page, shots, "04-reconstruction")
+
+    # 4. Move β (typing in its number box fires `release` on blur): a different picture
+    prior = _src(page, "#nc-prior")
+    beta = page.locator("#nc-beta input[type=number]")
+    beta.fill("0.5")
+    beta.press("Tab")
+    second = _wait_for_new_image(page, "#nc-final", first)
+    assert second != first and _src(page, "#nc-prior") == prior
+    page.get_by_text("β = 0.50").wait_for()
+    _snap(page, shots, "05-beta")
+
+    # 5. Locate a concept this picture shows: the 3D brain (WebGL) and a chip
+    locate = page.get_by_role("button", name="Locate \"")
+    concept = locate.inner_text().split('"')[1]
+    locate.click()
+    page.locator("#nc-brain3d .js-plotly-plot").wait_for()
+    page.locator("#nc-brain3d canvas").first.wait_for()
+    page.get_by_text(f'Where is "{concept}"?').wait_for()
+    chip = page.locator("#nc-concepts label", has_text=concept).first
+    chip.wait_for()
+    assert chip.locator("input").is_checked()
+    _snap(page, shots, "06-brain")
+
+    # 6. Untick the concept: the ablated reconstruction appears beside the original
+    assert _src(page, "#nc-ablated") is None
+    chip.click()
+    _wait_for_new_image(page, "#nc-ablated", None)
+    page.locator("#nc-ablated").get_by_text(f"without {concept}").wait_for()
+    assert not chip.locator("input").is_checked()
+    _snap(page, shots, "07-ablated")
+
+    # 7. The static glass brain, and nothing on the page reports an error
+    page.get_by_role("tab", name="glass brain").click()
+    _wait_for_new_image(page, "#nc-glass", None)
+    _snap(page, shots, "08-glass-brain")
+    assert page.get_by_text("Error", exact=True).count() == 0
+    assert page.evaluate("document.documentElement.scrollHeight") <= VIEWPORT["height"] + 4, "the page scrolls"
+
+    # 8. Another tab is a separate session: its own trial and an empty chat
+    other = _open(browser, server)
+    assert "subj01" in other.locator("#nc-status").inner_text()
+    assert other.locator('#nc-chat [data-testid="bot"]').count() == 0
+    assert "subj02" in page.locator("#nc-subject input").input_value()
+    other.close()
+    page.close()
+    print(f"screenshots in {shots}; streamed answer lengths seen: {sorted(lengths)}")
+
+
+def test_friendly_sentences_instead_of_tracebacks(server, browser, shots):
+    page = _open(browser, server)
+    page.locator("#nc-chat").get_by_text("Ask about this trial").wait_for()
+    page.get_by_role("button", name="➤").click()  # an empty message
+    page.get_by_text("Type a question about this trial").first.wait_for()
+    page.get_by_placeholder("locate a concept").fill("unicorm")
+    page.get_by_role("button", name="Locate", exact=True).click()
+    page.get_by_text("is not a concept this model knows").first.wait_for()
+    _snap(page, shots, "09-friendly-errors")
+    assert page.get_by_text("Traceback").count() == 0 and page.get_by_text("Error", exact=True).count() == 0
+    page.close()
