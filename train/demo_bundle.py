@@ -10,6 +10,8 @@ Stages, each resumable (a finished stage is skipped when the command runs again)
               the four "w/o C_Subj" subject models, one stage each   (train/extractor.py)
   decoder     the UnCLIP UNet                               (train/unclip.py)
   llm0..llm2  demo LM, then the fMRI projector, then projector + LM   (train/llm.py)
+  pack        float32 weights stored as float16 (every loader casts them back to float32 on CPU),
+              which halves the bundle; run once every training stage is done
   check       the bundle loads in the explorer and answers, reconstructs, localizes and ablates
 The manifest (OUT/manifest.json) records each stage's command, wall time and outputs, and the
 sha256 and size of every file.
@@ -88,6 +90,35 @@ def file_records(out: Path) -> dict[str, dict]:
     return records
 
 
+def store_half_precision(out: Path) -> dict:
+    """Rewrite every float32 tensor of the bundle's safetensors files as float16, in place.
+
+    Training stays in float32; only storage is halved. A tensor whose values do not fit float16's
+    range stays float32. Files already converted are left as they are, so this is safe to repeat.
+    """
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    def fits(tensor) -> bool:
+        return tensor.dtype == torch.float32 and tensor.numel() > 0 and bool(tensor.abs().max() <= torch.finfo(torch.float16).max)
+
+    halved, before, after = 0, 0, 0
+    for path in sorted(out.rglob("*.safetensors")):
+        if "training_state" in path.parts:
+            continue
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata()
+        tensors = load_file(path)
+        if not any(fits(t) for t in tensors.values()):
+            continue
+        before += path.stat().st_size
+        save_file({name: t.half() if fits(t) else t for name, t in tensors.items()}, path, metadata=metadata)
+        after += path.stat().st_size
+        halved += 1
+    return {"files_halved": halved, "bytes_before": before, "bytes_after": after}
+
+
 def check_bundle(out: Path, data: Path) -> dict:
     """Load the bundle in the explorer and use every feature once (the end-to-end check)."""
     import numpy as np
@@ -155,6 +186,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if manifest_path.exists():
         manifest["stages"] = {**json.loads(manifest_path.read_text()).get("stages", {}), **manifest["stages"]}
+    trained = set(plan) <= {name for name, entry in manifest["stages"].items() if entry.get("done")}
+    if trained and (not args.only or "pack" in args.only):
+        packed = store_half_precision(out)
+        if packed["files_halved"] or "pack" not in manifest:  # a repeated run finds nothing left to halve
+            manifest["pack"] = packed
+        print(f"[pack] {packed}")
     if not args.only or "check" in args.only:
         manifest["check"] = check_bundle(out, data)
         print(f"[check] the explorer answered: {manifest['check']['answer']!r}")
