@@ -11,7 +11,7 @@ Stages, each resumable (a finished stage is skipped when the command runs again)
   decoder     the UnCLIP UNet                               (train/unclip.py)
   llm0..llm2  demo LM, then the fMRI projector, then projector + LM   (train/llm.py)
   pack        float32 weights stored as float16 (every loader casts them back to float32 on CPU),
-              which halves the bundle; run once every training stage is done
+              which halves the bundle; runs once every training stage is done, or with --only pack
   check       the bundle loads in the explorer and answers, reconstructs, localizes and ablates
 The manifest (OUT/manifest.json) records each stage's command, wall time and outputs, and the
 sha256 and size of every file.
@@ -187,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if manifest_path.exists():
         manifest["stages"] = {**json.loads(manifest_path.read_text()).get("stages", {}), **manifest["stages"]}
     trained = set(plan) <= {name for name, entry in manifest["stages"].items() if entry.get("done")}
-    if trained and (not args.only or "pack" in args.only):
+    if "pack" in (args.only or []) or (trained and not args.only):
         packed = store_half_precision(out)
         if packed["files_halved"] or "pack" not in manifest:  # a repeated run finds nothing left to halve
             manifest["pack"] = packed
