@@ -303,18 +303,13 @@ def test_missing_weights_or_data_give_a_page_that_says_what_and_where(tmp_path, 
     assert "could not start" in texts and "--nsd-root" in texts
 
 
-def test_viz_figures_are_fast_and_honest_without_an_mni_transform(ui, session):
-    import time
-
+def test_viz_figures_are_bounded_and_honest_without_an_mni_transform(ui, session):
+    # their speed is measured by `python -m neurochat.bench app`, not asserted here
     from neurochat import viz
 
     heatmap = ui.explorer.localize(session.trial, session.example_concept)
-    viz.warm_up()
-    started = time.perf_counter()
     figure = viz.glass_brain_3d(heatmap, 0.5, max_points=50)
-    static = viz.static_glass_brain(heatmap, 0.5)
-    image = viz.figure_to_image(static)
-    assert time.perf_counter() - started < 2.0  # < 1 s each on an idle 2-core machine
+    image = viz.figure_to_image(viz.static_glass_brain(heatmap, 0.5))
     assert len(figure.data[-1].x) <= 50 and image.ndim == 3
 
     import dataclasses
