@@ -59,6 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     everything.add_argument("--fraction", type=float, default=0.1)
     args = parser.parse_args(argv)
 
+    import sys
     import time
 
     started = time.perf_counter()
@@ -97,7 +98,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "caption": _caption(args, preset, dataset, vision),
                    "recon": _recon(args, preset, dataset, vision),
                    "localize": _localize(args, preset, dataset, vision)}  # fmt: skip
-        path = write_report(results, out, preset=args.preset, dataset=str(dataset.root), seconds=time.perf_counter() - started)
+        command = "python -m neurochat.evaluate " + " ".join(sys.argv[1:] if argv is None else argv)
+        path = write_report(results, out, preset=args.preset, dataset=str(dataset.root), seconds=time.perf_counter() - started,
+                            command=command)  # fmt: skip
         print(f"wrote {path}")
     else:
         results = _localize(args, preset, dataset, vision)

@@ -39,15 +39,15 @@ def _fmt(value, percent: bool = False) -> str:
     return f"{100 * value:.1f}%" if percent else f"{value:.3f}"
 
 
-def write_report(results: dict, folder: Path, *, preset: str, dataset: str, seconds: float) -> Path:
+def write_report(results: dict, folder: Path, *, preset: str, dataset: str, seconds: float, command: str | None = None) -> Path:
     """REPORT.md (and results.json) in `folder` from the evaluations' results."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     lines = [
         "# NeuroChat evaluation report",
         "",
-        f"Preset **{preset}** on **{dataset}**. Produced by `python -m neurochat.evaluate all --preset {preset} "
-        f"--out {folder}` in {seconds / 60:.1f} min.",
+        f"Preset **{preset}** on **{dataset}**. Produced by "
+        f"`{command or f'python -m neurochat.evaluate all --preset {preset} --out {folder}'}` in {seconds / 60:.1f} min.",
         "",
         "> These numbers are measured on SimNSD, a phantom with a known ground truth, not on NSD. The paper's NSD "
         "numbers are quoted for orientation; the two are not comparable.",
