@@ -157,13 +157,3 @@ def _first_token(explorer, state) -> float:
 def _p50(values: list[float]) -> float:
     return float(statistics.median(values))
 
-
-if __name__ == "__main__":  # until it is listed in neurochat.bench.__main__.BENCHMARKS
-    from neurochat.cli import run_main
-
-    def _main(argv=None) -> int:
-        parser = argparse.ArgumentParser(prog="python -m neurochat.bench.app", description=__doc__.splitlines()[0])
-        add_arguments(parser)
-        return run(parser.parse_args(argv))
-
-    run_main(_main)
