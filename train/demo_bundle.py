@@ -189,8 +189,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     trained = set(plan) <= {name for name, entry in manifest["stages"].items() if entry.get("done")}
     if "pack" in (args.only or []) or (trained and not args.only):
         packed = store_half_precision(out)
-        if packed["files_halved"] or "pack" not in manifest:  # a repeated run finds nothing left to halve
-            manifest["pack"] = packed
+        earlier = manifest.get("pack", {})  # what earlier runs halved (later stages may add files)
+        manifest["pack"] = {key: earlier.get(key, 0) + value for key, value in packed.items()}
         print(f"[pack] {packed}")
     if not args.only or "check" in args.only:
         manifest["check"] = check_bundle(out, data)
