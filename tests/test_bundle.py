@@ -24,6 +24,12 @@ def test_micro_chain_trains_every_stage_and_checks_the_explorer(micro_bundle):
     files = manifest["files"]
     assert "extractor/vit3d_r7/model.safetensors" in files and "unclip/unet/diffusion_pytorch_model.safetensors" in files
     assert all(len(record["sha256"]) == 64 and record["bytes"] > 0 for record in files.values())
+    # weights are stored as float16 (the pack stage) and the check above ran on them
+    assert manifest["pack"]["files_halved"] > 0 and manifest["pack"]["bytes_after"] < manifest["pack"]["bytes_before"]
+    from safetensors import safe_open
+
+    with safe_open(str(micro_bundle / "unclip/unet/diffusion_pytorch_model.safetensors"), framework="pt") as unet:
+        assert {str(unet.get_slice(name).get_dtype()) for name in unet.keys()} == {"F16"}
 
 
 def test_walkthrough_notebook_runs_on_the_micro_bundle(micro_bundle, sim_root, tmp_path):
