@@ -98,7 +98,7 @@ def store_half_precision(out: Path) -> dict:
     """
     import torch
     from safetensors import safe_open
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import save_file
 
     def fits(tensor) -> bool:
         return tensor.dtype == torch.float32 and tensor.numel() > 0 and bool(tensor.abs().max() <= torch.finfo(torch.float16).max)
@@ -107,9 +107,9 @@ def store_half_precision(out: Path) -> dict:
     for path in sorted(out.rglob("*.safetensors")):
         if "training_state" in path.parts:
             continue
-        with safe_open(str(path), framework="pt") as handle:
+        with safe_open(str(path), framework="pt") as handle:  # one read: the tensors and the metadata
             metadata = handle.metadata()
-        tensors = load_file(path)
+            tensors = {name: handle.get_tensor(name) for name in handle.keys()}
         if not any(fits(t) for t in tensors.values()):
             continue
         before += path.stat().st_size
