@@ -617,7 +617,7 @@ class ExplorerUI:
     def _locate(self, session: Session, concept: str, threshold: float, progress=None) -> dict:
         trial = self._require_trial(session).trial
         if progress is not None:
-            progress(0.0, desc=f"GradCAM over {len(self.explorer.ensemble)} extractors")
+            progress(0.0, desc=f"mapping the concept with {len(self.explorer.ensemble)} extractors")
         heatmap = self.explorer.localize(trial, concept)
         session.shown = heatmap.concept
         return self._brain(session, heatmap, threshold)
@@ -627,8 +627,9 @@ class ExplorerUI:
         threshold = float(np.clip(threshold if threshold is not None else viz.DEFAULT_THRESHOLD, 0.0, 0.99))
         figure = viz.glass_brain_3d(heatmap, threshold)
         glass = self._glass_image(heatmap, threshold) if session.view == "glass" else None
+        method = "encoding map" if heatmap.method == "encoding" else "GradCAM"
         return {c.status: "", c.state: session, c.brain_title: f'**Where is "{heatmap.concept}"?** '
-                f"(drag to rotate · {heatmap.subject})", c.brain3d: figure, c.glass: glass,
+                f"(drag to rotate · {heatmap.subject} · {method})", c.brain3d: figure, c.glass: glass,
                 c.concepts: self._chips(session)}  # fmt: skip
 
     @staticmethod

@@ -5,7 +5,7 @@
     turn = explorer.chat(state, "Describe the image concisely.")
     for piece in turn: print(piece, end="")                # streamed tokens
     picture = explorer.reconstruct(state, beta=0.93)       # Eq. 4, with the LLM's prompt if it wrote one
-    heatmap = explorer.localize(state, "cat")              # ensemble GradCAM, native + MNI
+    heatmap = explorer.localize(state, "cat")              # ensemble encoding map, native + MNI
     ablated = explorer.ablate(state, ["cat"])              # the same picture without the cat's voxels
 
 A `TrialState` is small and copyable (a Gradio session keeps one per browser tab); the heavy
@@ -33,7 +33,7 @@ from neurochat.language import (
     parse_localization_answer,
     parse_localization_request,
 )
-from neurochat.localize import ConceptLocalizer, Heatmap
+from neurochat.localize import ConceptLocalizer, Heatmap, dataset_references
 from neurochat.models.extractor import ExtractorBundle, load_extractor
 from neurochat.nsd.dataset import NSDDataset
 from neurochat.presets import Preset, get_preset
@@ -157,7 +157,9 @@ class Explorer:
         self.vision = vision
         self.reconstructor = reconstructor
         self.brainllm = brainllm
-        self.localizer = ConceptLocalizer(ensemble, vision, vocabulary)
+        # encoding maps are fitted on each subject's own training trials (once, on first use);
+        # an uploaded volume has none, so it gets GradCAM
+        self.localizer = ConceptLocalizer(ensemble, vision, vocabulary, references=dataset_references(dataset, ensemble))
         self.vocabulary = vocabulary
         self.answer_key = answer_key
         self._features = _LRU(32)

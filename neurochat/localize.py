@@ -1,20 +1,32 @@
 """Concept localization: where does a concept live in this brain? (paper Sec. 4.4, Fig. 7)
 
-The target is the cosine between the extractor's predicted CLIP image embedding ẑ_c and the CLIP
-text embedding of the concept. GradCAM (Selvaraju et al.) reads the penultimate layer's patch
-tokens: each token's activation weighted by the token-averaged gradient of the target, summed over
-channels, ReLU. The per-patch score goes back to the subject's native voxels through the
-preprocessor's exact adjoint (a weighted average over the patches each voxel reaches). Three
-extractors with patch sizes 14/12/10 (demo: 7/6/5) are averaged, as in the paper.
+Two methods, both reading the extractor's predicted CLIP image embedding ẑ_c and the CLIP text
+embedding t of the concept, and both averaged over an ensemble of three extractors with patch sizes
+14/12/10 (demo: 7/6/5), as in the paper:
 
-Hooks are attached to the named hook point `model.penultimate` and always removed, also when the
-computation raises; gradients are enabled locally, since app handlers may run without them.
+- **encoding** (the default wherever the subject has recordings on disk): the extractor is run on the
+  subject's own training recordings, and its evidence for each concept, cos(ẑ_c, t), becomes a
+  regressor of a voxelwise encoding model (ridge, all concepts of the vocabulary together, so that
+  co-occurring or related concepts do not borrow each other's voxels). The map is each voxel's
+  standardized weight for the concept: where activity goes up when the model sees the concept. This
+  is the forward-model reading of a decoder (Haufe et al. 2014, NeuroImage 87:96): a decoder's
+  gradients say which voxels it *reads*, which includes voxels it uses to cancel noise, not where the
+  concept *lives*. On SimNSD, whose answer key says where each concept lives, this is the method
+  that finds it (README, "Localization"); the map belongs to the subject, so every trial of a
+  subject shows the same map for a concept.
+- **gradcam** (the paper's method; used for an uploaded volume of an unknown subject, which has no
+  recordings to fit on): GradCAM (Selvaraju et al.) over the penultimate layer's patch tokens of
+  this recording, each token's activation weighted by the token-averaged gradient of the target,
+  summed over channels, ReLU. The per-patch score goes back to the subject's native voxels through
+  the preprocessor's exact adjoint (a weighted average over the patches each voxel reaches). Hooks
+  are attached to the named hook point `model.penultimate` and always removed, also when the
+  computation raises; gradients are enabled locally, since app handlers may run without them.
 """
-
 from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
+from typing import Callable
 
 import nibabel as nib
 import numpy as np
@@ -43,6 +55,7 @@ class Heatmap:
     affine: np.ndarray  # the subject's voxel -> scanner mm affine (NIfTI header)
     to_mni: np.ndarray | None = None  # voxel -> MNI mm, when the subject's transform is known
     per_model: dict[int, np.ndarray] = field(default_factory=dict)  # patch size -> native map
+    method: str = "encoding"  # "encoding" or "gradcam" (see the module docstring)
 
     def to_nifti(self) -> nib.Nifti1Image:
         return nib.Nifti1Image(self.native.astype(np.float32), self.affine)
@@ -97,23 +110,140 @@ def gradcam_patches(bundle: ExtractorBundle, patch_tokens: torch.Tensor, text_em
     return F.relu((activation * channel_weights).sum(dim=-1))  # (N,)
 
 
+METHODS = ("auto", "encoding", "gradcam")
+DEFAULT_RIDGE = 0.1  # ridge of the encoding model, relative to the regressors' (unit) variance
+DEFAULT_REFERENCE_TRIALS = 3000  # at most this many of a subject's training trials fit its encoding map
+
+
+@dataclass
+class ReferenceRecordings:
+    """A subject's own recordings that its encoding maps are fitted on.
+
+    `rows` are in the units the extractors read (the dataset's betas, as in training), at the native
+    voxels `voxels` (flat C-order indices of the subject's grid, ascending).
+    """
+
+    subject: str
+    native_shape: tuple[int, int, int]
+    voxels: np.ndarray  # (S,) int64
+    rows: np.ndarray  # (n, S) float32
+
+
+def reference_recordings(dataset, subject: str, voxels: np.ndarray,
+                         max_trials: int = DEFAULT_REFERENCE_TRIALS) -> ReferenceRecordings:  # fmt: skip
+    """The subject's training trials (not the shared test images), session by session, up to `max_trials`.
+
+    Test images stay out so that scoring localization on them never fits on them.
+    """
+    table = dataset.trials(subject)
+    rows = []
+    for session in dataset.sessions(subject):
+        in_session = table.session == session
+        keep = ~table.shared[in_session]
+        if keep.any():
+            rows.append(dataset.read_session(subject, session, voxels=voxels)[keep])
+        if sum(len(r) for r in rows) >= max_trials:
+            break
+    if not rows:
+        raise DataError(f"{subject} has no training trials on disk to fit an encoding map on; use method='gradcam'")
+    return ReferenceRecordings(subject, dataset.native_shape(subject), np.asarray(voxels),
+                               np.concatenate(rows)[:max_trials].astype(np.float32))  # fmt: skip
+
+
+@dataclass
+class EncodingStatistics:
+    """What encoding maps need from one extractor run on one subject's reference recordings.
+
+    With the recordings X (n, S) and the extractor's unit-length predicted embeddings Ẑ (n, D), a
+    concept's evidence is s = Ẑ t; covariances of s with the voxels and with the other concepts follow
+    from cov(X, Ẑ) and cov(Ẑ) alone, so any set of concepts can be mapped later without the recordings.
+    """
+
+    voxels: np.ndarray  # (S,) flat native indices
+    voxel_std: torch.Tensor  # (S,) float64
+    cross: torch.Tensor  # (S, D) cov(voxel, Ẑ)
+    embedding_cov: torch.Tensor  # (D, D) cov(Ẑ)
+
+    def concept_maps(self, texts: torch.Tensor, ridge: float = DEFAULT_RIDGE) -> torch.Tensor:
+        """(K, S): each voxel's standardized ridge weight for each of K unit text embeddings (K, D).
+
+        All K concepts are regressors of one model: the weight of concept k is the change in the
+        voxel (in its standard deviations) per standard deviation of the evidence for k, others held fixed.
+        """
+        texts = texts.to(self.cross)
+        score_cov = texts @ self.embedding_cov @ texts.T  # (K, K)
+        score_std = score_cov.diagonal().clamp_min(1e-12).sqrt()
+        correlation = score_cov / score_std[:, None] / score_std[None, :]
+        cross = (texts @ self.cross.T) / score_std[:, None]  # (K, S) cov(voxel, standardized evidence)
+        eye = torch.eye(len(texts), dtype=correlation.dtype)
+        weights = torch.linalg.solve(correlation + ridge * eye, cross)  # (K, S)
+        return weights / self.voxel_std.clamp_min(1e-12)
+
+
+def encoding_statistics(bundle: ExtractorBundle, reference: ReferenceRecordings, batch_size: int = 256) -> EncodingStatistics:
+    """Run one extractor over a subject's reference recordings and keep the covariances (see above)."""
+    operator = bundle.preprocessor.operator(reference.native_shape)
+    direct = np.array_equal(operator.support, reference.voxels)
+    rows = torch.as_tensor(reference.rows)
+    embeddings = []
+    with torch.no_grad():
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start : start + batch_size]
+            if direct:
+                tokens = operator.tokens_from_support(chunk)
+            else:  # another support (another preprocessing): go through native volumes
+                volumes = torch.zeros(len(chunk), int(np.prod(reference.native_shape)))
+                volumes[:, torch.as_tensor(reference.voxels)] = chunk
+                tokens = operator.tokens(volumes.reshape(-1, *reference.native_shape))
+            embeddings.append(F.normalize(bundle.model(bundle.tokens(tokens)).clip.float(), dim=-1))
+    embeddings = torch.cat(embeddings).double()
+    centred_rows = rows.double() - rows.double().mean(0)
+    centred_embeddings = embeddings - embeddings.mean(0)
+    n = len(rows)
+    return EncodingStatistics(
+        voxels=reference.voxels,
+        voxel_std=centred_rows.pow(2).mean(0).sqrt(),
+        cross=centred_rows.T @ centred_embeddings / n,
+        embedding_cov=centred_embeddings.T @ centred_embeddings / n,
+    )
+
+
 class ConceptLocalizer:
-    """Ensemble GradCAM localization of concepts in one subject's native space.
+    """Ensemble localization of concepts in one subject's native space (see the module docstring).
 
     Parameters
     ----------
     bundles : the ViT3D extractors of the ensemble (patch sizes 14/12/10; demo 7/6/5)
     vision : `VisionEncoders` (its CLIP text side embeds the concept)
-    vocabulary : concepts this preset's models know (the demo's SimNSD concepts); None = any text
+    vocabulary : concepts this preset's models know (the demo's SimNSD concepts); None = any text.
+        The encoding model fits all of them together; with None, each concept alone.
+    references : subject -> its `ReferenceRecordings`, or None for a subject without recordings (an
+        upload). Without it, only GradCAM is available.
+    method : "auto" (encoding where the subject has reference recordings, else GradCAM), "encoding"
+        or "gradcam"
+    ridge : the encoding model's ridge, relative to the regressors' unit variance
     """
 
-    def __init__(self, bundles: list[ExtractorBundle], vision, vocabulary: list[str] | None = None):
+    def __init__(self, bundles: list[ExtractorBundle], vision, vocabulary: list[str] | None = None,
+                 references: Callable[[str], ReferenceRecordings | None] | None = None, method: str = "auto",
+                 ridge: float = DEFAULT_RIDGE):  # fmt: skip
         if not bundles:
             raise DataError("concept localization needs at least one ViT3D extractor")
         self.bundles = bundles
         self.vision = vision
         self.vocabulary = list(vocabulary) if vocabulary is not None else None
+        self.references = references
+        self.method = self._check_method(method)
+        self.ridge = ridge
         self._text_cache: dict[str, torch.Tensor] = {}
+        self._statistics: dict[str, list[EncodingStatistics] | None] = {}  # subject -> one per bundle
+        self._maps: dict[tuple[str, str], list[torch.Tensor]] = {}  # (subject, concept) -> (S,) per bundle
+
+    @staticmethod
+    def _check_method(method: str) -> str:
+        if method not in METHODS:
+            raise DataError(f"localization method {method!r}: choose one of {', '.join(METHODS)}")
+        return method
 
     def check_concept(self, concept: str) -> str:
         name = (concept or "").strip().strip('"').strip().lower()
@@ -133,15 +263,46 @@ class ConceptLocalizer:
             self._text_cache[name] = torch.as_tensor(self.vision.text_embeddings([name]))[0].float()
         return self._text_cache[name]
 
+    def forget_concept_maps(self) -> None:
+        """Drop the cached per-concept maps (the fitted statistics stay); for benchmarks."""
+        self._maps.clear()
+
+    def has_reference(self, subject: str) -> bool:
+        """Whether `subject` has recordings to fit encoding maps on (fits them on first use)."""
+        return self._subject_statistics(subject) is not None
+
+    def method_for(self, subject: str, method: str | None = None) -> str:
+        """The method a localization of `subject` uses: "encoding" or "gradcam"."""
+        method = self._check_method(method or self.method)
+        if method == "auto":
+            return "encoding" if self.has_reference(subject) else "gradcam"
+        if method == "encoding" and not self.has_reference(subject):
+            raise DataError(f"no recordings of {subject} to fit an encoding map on (an uploaded volume?): "
+                            "localize it with method='gradcam'")  # fmt: skip
+        return method
+
     def localize(self, volume: np.ndarray, concept: str, *, subject: str, affine: np.ndarray,
-                 mask: np.ndarray | None = None, to_mni: np.ndarray | None = None) -> Heatmap:  # fmt: skip
+                 mask: np.ndarray | None = None, to_mni: np.ndarray | None = None,
+                 method: str | None = None) -> Heatmap:  # fmt: skip
         """The ensemble heatmap of `concept` for one native volume (X, Y, Z) in percent signal change.
 
         `mask` (bool, native) limits the map, e.g. to nsdgeneral; values are scaled to [0, 1].
+        `method` overrides the localizer's method for this call.
         """
         name = self.check_concept(concept)
-        text = self.text_embedding(name)
         volume = np.asarray(volume, dtype=np.float32)
+        used = self.method_for(subject, method)
+        if used == "encoding":
+            per_model = self._encoding_maps(subject, name, volume.shape, mask)
+        else:
+            per_model = self._gradcam_maps(volume, name, mask)
+        ensemble = _unit_scale(np.mean(list(per_model.values()), axis=0), mask)
+        return Heatmap(name, subject, ensemble.astype(np.float32), np.asarray(affine), to_mni, per_model, used)
+
+    # -- the two methods -------------------------------------------------------------------------
+
+    def _gradcam_maps(self, volume: np.ndarray, name: str, mask: np.ndarray | None) -> dict[int, np.ndarray]:
+        text = self.text_embedding(name)
         per_model = {}
         for bundle in self.bundles:
             operator = bundle.preprocessor.operator(volume.shape)
@@ -151,11 +312,52 @@ class ConceptLocalizer:
             reach = operator.patch_values_to_native(torch.ones(1, len(scores), dtype=torch.float64))[0]
             native = torch.where(reach > 0, weighted / reach.clamp_min(1e-12), torch.zeros_like(weighted)).numpy()
             per_model[bundle.config.patch_size] = _unit_scale(native, mask)
-        ensemble = _unit_scale(np.mean(list(per_model.values()), axis=0), mask)
-        return Heatmap(name, subject, ensemble.astype(np.float32), np.asarray(affine), to_mni, per_model)
+        return per_model
+
+    def _encoding_maps(self, subject: str, name: str, shape: tuple, mask: np.ndarray | None) -> dict[int, np.ndarray]:
+        statistics = self._subject_statistics(subject)
+        key = (subject, name)
+        if key not in self._maps:
+            # the regressors: the whole vocabulary (one fit gives every concept's map), else the concept alone
+            names = self.vocabulary if self.vocabulary is not None else [name]
+            texts = F.normalize(torch.stack([self.text_embedding(n) for n in names]).double(), dim=-1)
+            fitted = [stats.concept_maps(texts, self.ridge) for stats in statistics]  # per bundle (K, S)
+            for k, other in enumerate(names):
+                self._maps[(subject, other)] = [weights[k] for weights in fitted]
+        per_model = {}
+        for bundle, stats, weights in zip(self.bundles, statistics, self._maps[key]):
+            native = np.zeros(int(np.prod(shape)), np.float64)
+            native[stats.voxels] = weights.clamp_min(0).numpy()  # where activity rises with the concept
+            per_model[bundle.config.patch_size] = _unit_scale(native.reshape(shape), mask)
+        return per_model
+
+    def _subject_statistics(self, subject: str) -> list[EncodingStatistics] | None:
+        if subject not in self._statistics:
+            reference = self.references(subject) if self.references is not None else None
+            self._statistics[subject] = (
+                None if reference is None else [encoding_statistics(bundle, reference) for bundle in self.bundles]
+            )
+        return self._statistics[subject]
 
 
 def _unit_scale(native: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     values = np.where(mask, native, 0.0) if mask is not None else native
     peak = values.max()
     return (values / peak if peak > 0 else values).astype(np.float32)
+
+
+def dataset_references(dataset, bundles: list[ExtractorBundle],
+                       max_trials: int = DEFAULT_REFERENCE_TRIALS) -> Callable[[str], ReferenceRecordings | None]:  # fmt: skip
+    """`references` for a `ConceptLocalizer`: each subject's training trials in `dataset` (None for others).
+
+    The voxels are every voxel any extractor of the ensemble reads, so each can run on them.
+    """
+
+    def reference(subject: str) -> ReferenceRecordings | None:
+        if subject not in dataset.subjects:
+            return None
+        shape = dataset.native_shape(subject)
+        voxels = np.unique(np.concatenate([bundle.preprocessor.operator(shape).support for bundle in bundles]))
+        return reference_recordings(dataset, subject, voxels, max_trials)
+
+    return reference

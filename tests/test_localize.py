@@ -9,7 +9,15 @@ import torch
 from neurochat.ablate import ablate, ablation_mask
 from neurochat.data import build_preprocessor
 from neurochat.errors import ConfigError
-from neurochat.localize import ConceptError, ConceptLocalizer, Heatmap, gradcam_patches
+from neurochat.errors import DataError
+from neurochat.localize import (
+    ConceptError,
+    ConceptLocalizer,
+    EncodingStatistics,
+    Heatmap,
+    dataset_references,
+    gradcam_patches,
+)
 from neurochat.models.extractor import ExtractorBundle, ExtractorConfig, FMRIExtractor, token_coordinates, token_count
 from neurochat.nsd import NSDDataset
 
@@ -43,7 +51,7 @@ def _hooks(model) -> int:
 
 def test_ensemble_heatmap_lives_in_the_mask_and_leaves_no_hooks(setup):
     data, bundles, volume, mask = setup
-    localizer = ConceptLocalizer(bundles, StubText(), vocabulary=["cat", "dog"])
+    localizer = ConceptLocalizer(bundles, StubText(), vocabulary=["cat", "dog"])  # no recordings: GradCAM
     with torch.no_grad():  # as in a Gradio handler: localization enables gradients itself
         heatmap = localizer.localize(volume, "cat", subject="subj02", affine=data.affine("subj02"), mask=mask)
     assert heatmap.native.shape == volume.shape and heatmap.native.max() == pytest.approx(1.0)
@@ -51,6 +59,62 @@ def test_ensemble_heatmap_lives_in_the_mask_and_leaves_no_hooks(setup):
     assert set(heatmap.per_model) == {5, 4, 3}
     assert all(_hooks(b.model) == 0 for b in bundles)
     assert heatmap.to_nifti().shape == volume.shape
+    assert heatmap.method == "gradcam"
+
+
+def _statistics_from(rows: np.ndarray, embeddings: np.ndarray) -> EncodingStatistics:
+    """EncodingStatistics of explicit recordings (n, S) and unit embeddings (n, D), as encoding_statistics keeps them."""
+    x = torch.as_tensor(rows, dtype=torch.float64)
+    z = torch.as_tensor(embeddings, dtype=torch.float64)
+    xc, zc = x - x.mean(0), z - z.mean(0)
+    return EncodingStatistics(np.arange(rows.shape[1]), xc.pow(2).mean(0).sqrt(), xc.T @ zc / len(x), zc.T @ zc / len(x))
+
+
+def test_encoding_maps_equal_a_ridge_regression_on_the_concept_evidence():
+    rng = np.random.default_rng(0)
+    n, voxels, dim = 400, 30, 6
+    embeddings = rng.normal(size=(n, dim))
+    embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
+    texts = rng.normal(size=(3, dim))
+    texts /= np.linalg.norm(texts, axis=1, keepdims=True)
+    evidence = embeddings @ texts.T  # (n, K): cos(ẑ, t) per concept
+    pattern = np.zeros(voxels)
+    pattern[:5] = 2.0  # the voxels of concept 0
+    rows = evidence[:, :1] * pattern + 0.3 * rng.normal(size=(n, voxels))
+    maps = _statistics_from(rows, embeddings).concept_maps(torch.as_tensor(texts), ridge=0.1).numpy()
+    # the same ridge regression written out on explicit standardized regressors
+    z = (evidence - evidence.mean(0)) / evidence.std(0)
+    xc = rows - rows.mean(0)
+    direct = np.linalg.solve(z.T @ z / n + 0.1 * np.eye(3), z.T @ xc / n) / xc.std(0)
+    np.testing.assert_allclose(maps, direct, rtol=1e-6, atol=1e-9)
+    assert maps[0, :5].min() > 5 * np.abs(maps[0, 5:]).max()  # concept 0's voxels stand out in its map
+    assert np.abs(maps[1:, :5]).max() < maps[0, :5].min() / 5  # and not in the other concepts' maps
+
+
+def test_encoding_maps_are_fitted_on_the_subject_s_own_recordings(setup):
+    data, bundles, volume, mask = setup
+    references = dataset_references(data, bundles)
+    reference = references("subj02")
+    table = data.trials("subj02")
+    assert len(reference.rows) == (~table.shared).sum()  # the training trials, not the shared test images
+    assert references("upload.nii.gz#1") is None
+    localizer = ConceptLocalizer(bundles, StubText(), vocabulary=["cat", "dog"], references=references)
+    with torch.no_grad():
+        heatmap = localizer.localize(volume, "cat", subject="subj02", affine=data.affine("subj02"), mask=mask)
+    assert heatmap.method == "encoding"
+    assert heatmap.native.max() == pytest.approx(1.0) and np.all(heatmap.native[~mask] == 0)
+    assert set(heatmap.per_model) == {5, 4, 3}
+    # the map belongs to the subject: another of its recordings gets the same map
+    other = localizer.localize(data.read_trial("subj02", 1), "cat", subject="subj02", affine=data.affine("subj02"), mask=mask)
+    np.testing.assert_array_equal(other.native, heatmap.native)
+    gradcam = localizer.localize(volume, "cat", subject="subj02", affine=data.affine("subj02"), mask=mask, method="gradcam")
+    assert gradcam.method == "gradcam" and not np.array_equal(gradcam.native, heatmap.native)
+    # an uploaded volume has no recordings: GradCAM, and asking for an encoding map says why not
+    assert localizer.localize(volume, "cat", subject="upload.nii.gz#1", affine=np.eye(4), mask=mask).method == "gradcam"
+    with pytest.raises(DataError, match="no recordings of upload.nii.gz#1 .* method='gradcam'"):
+        localizer.localize(volume, "cat", subject="upload.nii.gz#1", affine=np.eye(4), method="encoding")
+    with pytest.raises(DataError, match="localization method 'saliency'"):
+        localizer.localize(volume, "cat", subject="subj02", affine=np.eye(4), method="saliency")
 
 
 def test_hooks_are_removed_when_gradcam_raises(setup):
@@ -118,3 +182,18 @@ def test_mni_resampling_of_a_heatmap(setup):
     xyz = ijk @ image.affine[:3, :3].T + image.affine[:3, 3]
     assert values.shape == (99, 117, 95)
     assert xyz[:, 1].mean() < -50  # nsdgeneral is posterior visual cortex in MNI space
+
+
+def test_localization_evaluation_scores_both_methods_against_the_answer_key(setup):
+    from neurochat.evaluate.localize import evaluate_localization
+    from neurochat.sim.truth import AnswerKey
+
+    data, bundles, _, _ = setup
+    key = AnswerKey(data.root)
+    localizer = ConceptLocalizer(bundles, StubText(), key.concepts, references=dataset_references(data, bundles))
+    result = evaluate_localization(data, localizer, key, max_recordings=3, log=lambda *_: None)
+    assert result["method"] == "encoding" and result["n"] > 0
+    for scores in (result, result["gradcam"]):
+        assert 0.0 <= scores["ensemble"] <= 1.0
+        assert set(scores["single"]) == {"5", "4", "3"}
+    assert 0.3 < result["random"] < 0.7

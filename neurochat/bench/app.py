@@ -6,7 +6,9 @@ What a person waits for in the browser, measured on the explorer the app talks t
   cold_start_s   a fresh Python process: import, `Explorer.load` and the first `select` (the data is
                  already in the cache; the demo's SimNSD generation on a fresh clone is not counted)
   beta_s         `reconstruct` at a β not seen before (features cached: only the diffusion runs)
-  localize_s     `localize` of a concept not seen before in this trial (ensemble GradCAM)
+  first_localize_s  the first `localize` in a subject: fits the subject's encoding maps (every
+                 extractor over its training trials; once per subject and process)
+  localize_s     `localize` of a concept not seen before in this trial (ensemble encoding map)
   ablate_s       `ablate` of a localized concept (zero its voxels, encode again, ask the LLM for the
                  prompt again, reconstruct), each run a different concept
   first_token_s  from `chat` to the first streamed piece of a brief description
@@ -29,9 +31,9 @@ from pathlib import Path
 
 from neurochat.cli import write_json
 
-# Demo preset on 2 CPU cores (issue 7).
-TARGETS = {"cold_start_s": 20.0, "beta_s": 1.5, "localize_s": 1.0, "ablate_s": 2.0, "first_token_s": 0.5,
-           "peak_rss_mb": 3000.0}  # fmt: skip
+# Demo preset on 2 CPU cores (issue 7; first_localize_s is ours: a once-per-subject wait).
+TARGETS = {"cold_start_s": 20.0, "beta_s": 1.5, "first_localize_s": 10.0, "localize_s": 1.0, "ablate_s": 2.0,
+           "first_token_s": 0.5, "peak_rss_mb": 3000.0}  # fmt: skip
 BRIEF = "Describe the image concisely."  # Table 3's first instruction
 
 _COLD_START = """
@@ -91,12 +93,14 @@ def run(args: argparse.Namespace) -> int:
 
     betas = [round(0.93 - 0.01 * i, 2) for i in range(args.runs + 1)]  # a β not rendered before, each run
     beta_s = _p50([_timed(explorer.reconstruct, state, beta=beta) for beta in betas][1:])
-    localize_s = _p50([_timed(explorer.localize, state, concept) for concept in concepts[: args.runs + 1]][1:])
+    first_localize_s = _timed(explorer.localize, state, concepts[0])
+    localize_s = _p50([_timed(explorer.localize, state, concept) for concept in concepts[1 : args.runs + 1]])
     ablate_s = _p50([_timed(explorer.ablate, state, [concept]) for concept in concepts[: args.runs + 1]][1:])
     first_token_s = _p50([_first_token(explorer, state) for _ in range(args.runs + 1)][1:])
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
-    numbers = {"cold_start_s": _p50(cold), "beta_s": beta_s, "localize_s": localize_s, "ablate_s": ablate_s,
+    numbers = {"cold_start_s": _p50(cold), "beta_s": beta_s, "first_localize_s": first_localize_s,
+               "localize_s": localize_s, "ablate_s": ablate_s,
                "first_token_s": first_token_s, "peak_rss_mb": peak_rss_mb}  # fmt: skip
     device = explorer.reconstructor.device
     print(f"preset {args.preset} on {device}, torch threads {torch.get_num_threads()}, {args.runs} runs "
@@ -108,7 +112,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         write_json(args.json, {name: round(number, 4) for name, number in numbers.items()})
     over = [name for name, number in numbers.items() if number > TARGETS[name]]
-    print(f"app: cold {numbers['cold_start_s']:.2f} s, β {beta_s:.3f} s, localize {localize_s:.3f} s, "
+    print(f"app: cold {numbers['cold_start_s']:.2f} s, β {beta_s:.3f} s, first localize in a subject "
+          f"{first_localize_s:.2f} s, localize {localize_s:.3f} s, "
           f"ablate {ablate_s:.3f} s, first token {first_token_s:.3f} s, peak RSS {peak_rss_mb:.0f} MB"
           + (f" — over target: {', '.join(over)}" if over else " — all within target"))  # fmt: skip
     return 0

@@ -44,6 +44,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     localize.add_argument("--ablation-cases", type=int, default=60)
     localize.add_argument("--fraction", type=float, default=0.1, help="q: share of voxels removed per concept")
     localize.add_argument("--figure", metavar="DIR", help="write the Fig. 7/8-style figures here")
+    localize.add_argument("--method", choices=("encoding", "gradcam"), default="encoding",
+                          help="maps the ablation and the figures use (the AUC scores both)")
     caption = commands.add_parser("caption", help="caption metrics (Table 1) and the LLM's routing rates")
     _dataset_options(caption)
     caption.add_argument("--per-subject", type=int, help="test images per subject (default: all)")
@@ -57,6 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     everything.add_argument("--max-recordings", type=int, help="test recordings for the localization AUC")
     everything.add_argument("--ablation-cases", type=int, default=60)
     everything.add_argument("--fraction", type=float, default=0.1)
+    everything.add_argument("--method", choices=("encoding", "gradcam"), default="encoding")
     args = parser.parse_args(argv)
 
     import sys
@@ -160,7 +163,7 @@ def _recon(args, preset, dataset, vision) -> dict:
 
 def _localize(args, preset, dataset, vision) -> dict:
     from neurochat.evaluate.localize import evaluate_ablation, evaluate_localization
-    from neurochat.localize import ConceptLocalizer
+    from neurochat.localize import ConceptLocalizer, dataset_references
     from neurochat.models.extractor import load_extractor
     from neurochat.models.unclip import load_unclip
     from neurochat.reconstruct import Reconstructor
@@ -168,16 +171,19 @@ def _localize(args, preset, dataset, vision) -> dict:
 
     key = AnswerKey(dataset.root)  # ground truth exists only for SimNSD
     ensemble = [load_extractor(preset.extractor_dir / f"vit3d_r{r}") for r in preset.patch_sizes]
-    localizer = ConceptLocalizer(ensemble, vision, key.concepts)
+    localizer = ConceptLocalizer(ensemble, vision, key.concepts, references=dataset_references(dataset, ensemble),
+                                 method=args.method)  # fmt: skip
     auc = evaluate_localization(dataset, localizer, key, max_recordings=args.max_recordings)
-    print(f"AUC: ensemble {auc['ensemble']:.3f}; " + ", ".join(f"r={k} {v:.3f}" for k, v in auc["single"].items())
-          + f"; random {auc['random']:.3f} ({auc['n']} cases)")  # fmt: skip
+    for name, scores in (("encoding maps", auc), ("GradCAM (paper)", auc["gradcam"])):
+        print(f"AUC, {name}: ensemble {scores['ensemble']:.3f}; "
+              + ", ".join(f"r={k} {v:.3f}" for k, v in scores["single"].items()))  # fmt: skip
+    print(f"AUC, random map: {auc['random']:.3f} ({auc['n']} cases)")
     reconstructor = Reconstructor(load_unclip(preset))
     ablation = evaluate_ablation(dataset, localizer, reconstructor, vision, key, fraction=args.fraction,
                                  max_cases=args.ablation_cases)  # fmt: skip
-    print(f"ablation: removed concept falls below the others in {ablation['removed_below_others']:.1%} of "
+    print(f"ablation ({args.method} maps): removed concept falls below the others in {ablation['removed_below_others']:.1%} of "
           f"{ablation['n']} cases (CLIP similarity drop {ablation['drop_removed']:.4f} vs {ablation['drop_others']:.4f})")
-    results = {"auc": auc, "ablation": ablation}
+    results = {"auc": auc, "ablation": {**ablation, "method": args.method}}
     if args.figure:
         from neurochat.evaluate.figures import localization_figures
 

@@ -1,5 +1,5 @@
 """Figures of the localization evaluation: the Fig. 8 analog (concept ablation) and the Fig. 7
-analog (glass-brain heatmaps of several concepts for one stimulus)."""
+analog (glass-brain heatmaps of several concepts for one stimulus, beside their ground truth)."""
 
 from __future__ import annotations
 
@@ -58,15 +58,23 @@ def localization_figures(dataset, localizer, reconstructor, key, folder: Path, *
     grid_path = folder / "ablation_grid.png"
     Image.fromarray(np.concatenate(lines, axis=0)).save(grid_path)
 
-    # Fig. 7: one stimulus, a glass brain per concept (MNI space)
+    # Fig. 7: one stimulus, a glass brain per concept (MNI space), next to SimNSD's ground truth
+    from neurochat.localize import Heatmap
+
     stimulus, heatmaps, concepts = first
-    figure, axes = plt.subplots(len(heatmaps) + 1, 1, figsize=(9, 2.6 * (len(heatmaps) + 1)))
-    axes[0].imshow(stimulus)
-    axes[0].set_title("stimulus (for reference)")
-    axes[0].axis("off")
-    for axis, heatmap in zip(axes[1:], heatmaps):
-        plotting.plot_glass_brain(heatmap.to_mni_nifti(), figure=figure, axes=axis, display_mode="lyrz",
-                                  threshold=0.5, plot_abs=False, colorbar=False, title=f'"{heatmap.concept}"')  # fmt: skip
+    figure, axes = plt.subplots(len(heatmaps) + 1, 2, figsize=(16, 2.6 * (len(heatmaps) + 1)))
+    axes[0, 0].imshow(stimulus)
+    axes[0, 0].set_title("stimulus (for reference)")
+    for axis in axes[0]:
+        axis.axis("off")
+    for row, heatmap in zip(axes[1:], heatmaps):
+        truth = key.concept_map(heatmap.subject, heatmap.concept)
+        truth_map = Heatmap(heatmap.concept, heatmap.subject, truth, heatmap.affine, heatmap.to_mni)
+        method = "encoding map" if heatmap.method == "encoding" else "GradCAM"
+        for axis, shown, title in ((row[0], heatmap, f'"{heatmap.concept}": {method}'),
+                                   (row[1], truth_map, f'"{heatmap.concept}": ground truth')):  # fmt: skip
+            plotting.plot_glass_brain(shown.to_mni_nifti(), figure=figure, axes=axis, display_mode="lyrz",
+                                      threshold=0.5, plot_abs=False, colorbar=False, title=title)  # fmt: skip
     brains_path = folder / "glass_brains.png"
     figure.savefig(brains_path, dpi=100)
     plt.close(figure)

@@ -3,7 +3,9 @@
 Localization: for every test recording (averaged over repetitions) and every concept present in
 its picture (its objects and its scene), the ROC-AUC of the heatmap against the subject's
 ground-truth map of that concept (voxels with selectivity ≥ 0.5 are positives), over nsdgeneral
-voxels — for each single model of the ensemble, the ensemble, and a random map.
+voxels — for each single model of the ensemble, the ensemble, and a random map; for the encoding
+maps (the default method, fitted on the subject's training trials only) and for GradCAM (the
+paper's method) side by side.
 
 Ablation: the concept's top-q% voxels are zeroed, the recording is encoded and reconstructed again
 (same seed and β). CLIP similarity between the reconstruction and each present concept's text is
@@ -38,11 +40,16 @@ def native_volume(bank: TrialBank, subject: str, support_values: np.ndarray) -> 
 
 def evaluate_localization(dataset, localizer: ConceptLocalizer, key: AnswerKey, *, max_recordings: int | None = None,
                           seed: int = 0, log=print) -> dict:  # fmt: skip
-    """{"ensemble": mean AUC, "single": {patch size: mean AUC}, "random": mean AUC, "n": cases}."""
+    """Mean AUCs of the encoding maps (the default method) and of GradCAM (the paper's), side by side.
+
+    {"method": "encoding", "ensemble": .., "single": {patch size: ..}, "random": .., "n": cases,
+     "gradcam": {"ensemble": .., "single": {..}}}
+    """
     bank = TrialBank(dataset, localizer.bundles[0].preprocessor)
     rows = test_set(bank, "averaged")
     rng = np.random.default_rng(seed)
-    aucs: dict[str, list[float]] = {"ensemble": [], "random": []}
+    aucs: dict[str, dict[str, list[float]]] = {"encoding": {}, "gradcam": {}}
+    random_aucs: list[float] = []
     order = np.arange(len(rows)) if max_recordings is None else np.arange(min(max_recordings, len(rows)))
     for row in order:
         subject = bank.subjects[int(rows.subject[row])]
@@ -52,15 +59,22 @@ def evaluate_localization(dataset, localizer: ConceptLocalizer, key: AnswerKey, 
             truth = key.concept_map(subject, concept)[mask] >= TRUTH_THRESHOLD
             if truth.all() or not truth.any():
                 continue
-            heatmap = localizer.localize(volume, concept, subject=subject, affine=dataset.affine(subject), mask=mask)
-            aucs["ensemble"].append(roc_auc(heatmap.native[mask], truth))
-            for size, native in heatmap.per_model.items():
-                aucs.setdefault(str(size), []).append(roc_auc(native[mask], truth))
-            aucs["random"].append(roc_auc(rng.random(int(mask.sum())), truth))
-    n = len(aucs["ensemble"])
+            for method, scores in aucs.items():
+                heatmap = localizer.localize(volume, concept, subject=subject, affine=dataset.affine(subject), mask=mask,
+                                             method=method)  # fmt: skip
+                scores.setdefault("ensemble", []).append(roc_auc(heatmap.native[mask], truth))
+                for size, native in heatmap.per_model.items():
+                    scores.setdefault(str(size), []).append(roc_auc(native[mask], truth))
+            random_aucs.append(roc_auc(rng.random(int(mask.sum())), truth))
+    n = len(random_aucs)
     log(f"localization: {n} (recording, concept) cases")
-    single = {key_: float(np.mean(v)) for key_, v in aucs.items() if key_ not in ("ensemble", "random")}
-    return {"ensemble": float(np.mean(aucs["ensemble"])), "single": single, "random": float(np.mean(aucs["random"])), "n": n}
+
+    def summary(scores: dict[str, list[float]]) -> dict:
+        return {"ensemble": float(np.mean(scores["ensemble"])),
+                "single": {size: float(np.mean(v)) for size, v in scores.items() if size != "ensemble"}}  # fmt: skip
+
+    return {"method": "encoding", **summary(aucs["encoding"]), "random": float(np.mean(random_aucs)), "n": n,
+            "gradcam": summary(aucs["gradcam"])}  # fmt: skip
 
 
 def evaluate_ablation(dataset, localizer: ConceptLocalizer, reconstructor, vision, key: AnswerKey, *,

@@ -98,17 +98,23 @@ def write_report(results: dict, folder: Path, *, preset: str, dataset: str, seco
     localize = results.get("localize")
     if localize:
         auc, ablation = localize["auc"], localize["ablation"]
+        gradcam = auc.get("gradcam", {"ensemble": None, "single": {}})
         lines += ["## Concept localization and ablation (Sec. 4.4), scored against SimNSD's ground truth", "",
-                  "| heatmap | mean ROC-AUC over present concepts |", "|---|---|",
-                  f"| ensemble | {_fmt(auc['ensemble'])} |"]  # fmt: skip
-        lines += [f"| single model r = {size} | {_fmt(value)} |" for size, value in auc["single"].items()]
-        lines += [f"| random | {_fmt(auc['random'])} |", "", f"{auc['n']} (recording, concept) cases.", "",
-                  f"Ablation ({ablation['n']} cases, top 10% of voxels): the removed concept's CLIP similarity fell more "
+                  "Encoding maps: the extractor's evidence for each concept over the subject's training trials, "
+                  "regressed onto the voxels (NeuroChat's default). GradCAM: the paper's method, per recording.", "",
+                  "| heatmap | encoding maps: mean ROC-AUC | GradCAM (paper): mean ROC-AUC |", "|---|---|---|",
+                  f"| ensemble | {_fmt(auc['ensemble'])} | {_fmt(gradcam['ensemble'])} |"]  # fmt: skip
+        lines += [f"| single model r = {size} | {_fmt(value)} | {_fmt(gradcam['single'].get(size))} |"
+                  for size, value in auc["single"].items()]  # fmt: skip
+        lines += [f"| random | {_fmt(auc['random'])} | |", "", f"{auc['n']} (recording, concept) cases.", "",
+                  f"Ablation with the {ablation.get('method', 'encoding')} maps ({ablation['n']} cases, top 10% of voxels): "
+                  f"the removed concept's CLIP similarity fell more "
                   f"than every other present concept's in {_fmt(ablation['removed_below_others'], True)} of cases "
                   f"(mean drop {_fmt(ablation['drop_removed'])} vs {_fmt(ablation['drop_others'])} for the others).", ""]  # fmt: skip
         if "figures" in localize:
             lines += ["![ablation](ablation_grid.png)", "", "Columns: stimulus, reconstruction, without concept A, without "
-                      "concept B (Fig. 8 analog).", "", "![glass brains](glass_brains.png)", ""]  # fmt: skip
+                      "concept B (Fig. 8 analog).", "", "![glass brains](glass_brains.png)", "",
+                      "Left: the localization map; right: where SimNSD put the concept (Fig. 7 analog).", ""]  # fmt: skip
     lines += ["## Machine", "", "```", json.dumps(machine(), indent=2), "```", "",
               f"Written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.", ""]  # fmt: skip
     path = folder / "REPORT.md"
