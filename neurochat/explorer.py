@@ -36,6 +36,7 @@ from neurochat.language import (
 from neurochat.localize import ConceptLocalizer, Heatmap, dataset_references
 from neurochat.models.extractor import ExtractorBundle, load_extractor
 from neurochat.nsd.dataset import NSDDataset
+from neurochat.paths import cache_dir
 from neurochat.presets import Preset, get_preset
 from neurochat.reconstruct import DEFAULT_BETA, DEFAULT_GUIDANCE, DEFAULT_STEPS, Reconstructor
 
@@ -159,7 +160,8 @@ class Explorer:
         self.brainllm = brainllm
         # encoding maps are fitted on each subject's own training trials (once, on first use);
         # an uploaded volume has none, so it gets GradCAM
-        self.localizer = ConceptLocalizer(ensemble, vision, vocabulary, references=dataset_references(dataset, ensemble))
+        self.localizer = ConceptLocalizer(ensemble, vision, vocabulary, references=dataset_references(dataset, ensemble),
+                                          cache=cache_dir() / "encoding-maps")  # fmt: skip
         self.vocabulary = vocabulary
         self.answer_key = answer_key
         self._features = _LRU(32)

@@ -22,10 +22,13 @@ embedding t of the concept, and both averaged over an ensemble of three extracto
   are attached to the named hook point `model.penultimate` and always removed, also when the
   computation raises; gradients are enabled locally, since app handlers may run without them.
 """
+
 from __future__ import annotations
 
 import difflib
+import hashlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import nibabel as nib
@@ -111,7 +114,7 @@ def gradcam_patches(bundle: ExtractorBundle, patch_tokens: torch.Tensor, text_em
 
 
 METHODS = ("auto", "encoding", "gradcam")
-DEFAULT_RIDGE = 0.1  # ridge of the encoding model, relative to the regressors' (unit) variance
+DEFAULT_RIDGE = 0.5  # ridge relative to the regressors' unit variance; 0.3–1.0 scored alike (README)
 DEFAULT_REFERENCE_TRIALS = 3000  # at most this many of a subject's training trials fit its encoding map
 
 
@@ -222,11 +225,13 @@ class ConceptLocalizer:
     method : "auto" (encoding where the subject has reference recordings, else GradCAM), "encoding"
         or "gradcam"
     ridge : the encoding model's ridge, relative to the regressors' unit variance
+    cache : folder for fitted statistics (one .npz per extractor and subject), so that a subject is
+        fitted once per machine, not once per process; used when `references` has a `fingerprint`
     """
 
     def __init__(self, bundles: list[ExtractorBundle], vision, vocabulary: list[str] | None = None,
                  references: Callable[[str], ReferenceRecordings | None] | None = None, method: str = "auto",
-                 ridge: float = DEFAULT_RIDGE):  # fmt: skip
+                 ridge: float = DEFAULT_RIDGE, cache: str | Path | None = None):  # fmt: skip
         if not bundles:
             raise DataError("concept localization needs at least one ViT3D extractor")
         self.bundles = bundles
@@ -235,6 +240,8 @@ class ConceptLocalizer:
         self.references = references
         self.method = self._check_method(method)
         self.ridge = ridge
+        self.cache = Path(cache) if cache is not None else None
+        self._model_fingerprints: dict[int, str] = {}
         self._text_cache: dict[str, torch.Tensor] = {}
         self._statistics: dict[str, list[EncodingStatistics] | None] = {}  # subject -> one per bundle
         self._maps: dict[tuple[str, str], list[torch.Tensor]] = {}  # (subject, concept) -> (S,) per bundle
@@ -333,11 +340,37 @@ class ConceptLocalizer:
 
     def _subject_statistics(self, subject: str) -> list[EncodingStatistics] | None:
         if subject not in self._statistics:
-            reference = self.references(subject) if self.references is not None else None
-            self._statistics[subject] = (
-                None if reference is None else [encoding_statistics(bundle, reference) for bundle in self.bundles]
-            )
+            self._statistics[subject] = self._load_or_fit(subject)
         return self._statistics[subject]
+
+    def _load_or_fit(self, subject: str) -> list[EncodingStatistics] | None:
+        if self.references is None:
+            return None
+        paths = self._cache_paths(subject)
+        if paths is not None:
+            cached = [load_statistics(path) for path in paths]
+            if all(stats is not None for stats in cached):
+                return cached
+        reference = self.references(subject)
+        if reference is None:
+            return None
+        fitted = [encoding_statistics(bundle, reference) for bundle in self.bundles]
+        for stats, path in zip(fitted, paths or []):
+            save_statistics(stats, path)
+        return fitted
+
+    def _cache_paths(self, subject: str) -> list[Path] | None:
+        fingerprint = getattr(self.references, "fingerprint", None)
+        described = fingerprint(subject) if self.cache is not None and fingerprint is not None else None
+        if described is None:
+            return None
+        paths = []
+        for index, bundle in enumerate(self.bundles):
+            if index not in self._model_fingerprints:
+                self._model_fingerprints[index] = model_fingerprint(bundle)
+            key = hashlib.sha1(f"{described}|{self._model_fingerprints[index]}".encode()).hexdigest()[:20]
+            paths.append(self.cache / f"{subject}_r{bundle.config.patch_size}_{key}.npz")
+        return paths
 
 
 def _unit_scale(native: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
@@ -346,18 +379,64 @@ def _unit_scale(native: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     return (values / peak if peak > 0 else values).astype(np.float32)
 
 
-def dataset_references(dataset, bundles: list[ExtractorBundle],
-                       max_trials: int = DEFAULT_REFERENCE_TRIALS) -> Callable[[str], ReferenceRecordings | None]:  # fmt: skip
+class DatasetReferences:
     """`references` for a `ConceptLocalizer`: each subject's training trials in `dataset` (None for others).
 
     The voxels are every voxel any extractor of the ensemble reads, so each can run on them.
+    `fingerprint(subject)` identifies those recordings without reading them (files, sizes, times),
+    so fitted statistics can be cached on disk.
     """
 
-    def reference(subject: str) -> ReferenceRecordings | None:
-        if subject not in dataset.subjects:
-            return None
-        shape = dataset.native_shape(subject)
-        voxels = np.unique(np.concatenate([bundle.preprocessor.operator(shape).support for bundle in bundles]))
-        return reference_recordings(dataset, subject, voxels, max_trials)
+    def __init__(self, dataset, bundles: list[ExtractorBundle], max_trials: int = DEFAULT_REFERENCE_TRIALS):
+        self.dataset = dataset
+        self.bundles = bundles
+        self.max_trials = max_trials
 
-    return reference
+    def _voxels(self, subject: str) -> np.ndarray:
+        shape = self.dataset.native_shape(subject)
+        return np.unique(np.concatenate([bundle.preprocessor.operator(shape).support for bundle in self.bundles]))
+
+    def __call__(self, subject: str) -> ReferenceRecordings | None:
+        if subject not in self.dataset.subjects:
+            return None
+        return reference_recordings(self.dataset, subject, self._voxels(subject), self.max_trials)
+
+    def fingerprint(self, subject: str) -> str | None:
+        if subject not in self.dataset.subjects:
+            return None
+        files = [Path(self.dataset.session_file(subject, session).path) for session in self.dataset.sessions(subject)]
+        described = [f"{path.name}:{path.stat().st_size}:{path.stat().st_mtime_ns}" for path in files]
+        voxels = hashlib.sha1(self._voxels(subject).tobytes()).hexdigest()
+        return "|".join([str(Path(self.dataset.root).resolve()), subject, str(self.max_trials),
+                         str(self.dataset.max_session), voxels, *described])  # fmt: skip
+
+
+def dataset_references(dataset, bundles: list[ExtractorBundle], max_trials: int = DEFAULT_REFERENCE_TRIALS) -> DatasetReferences:
+    """Each subject's training trials in `dataset`, for `ConceptLocalizer(references=...)`."""
+    return DatasetReferences(dataset, bundles, max_trials)
+
+
+def model_fingerprint(bundle: ExtractorBundle) -> str:
+    """sha1 of an extractor's weights and patch size: fitted statistics belong to exactly these weights."""
+    digest = hashlib.sha1(str(bundle.config.patch_size).encode())
+    for name, tensor in sorted(bundle.model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def save_statistics(statistics: EncodingStatistics, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial.npz")
+    np.savez(partial, voxels=statistics.voxels, voxel_std=statistics.voxel_std.numpy(),
+             cross=statistics.cross.float().numpy(), embedding_cov=statistics.embedding_cov.numpy())  # fmt: skip
+    partial.replace(path)  # never a half-written cache file
+
+
+def load_statistics(path: Path) -> EncodingStatistics | None:
+    try:
+        with np.load(path) as arrays:
+            return EncodingStatistics(arrays["voxels"], torch.as_tensor(arrays["voxel_std"]),
+                                      torch.as_tensor(arrays["cross"]).double(), torch.as_tensor(arrays["embedding_cov"]))  # fmt: skip
+    except (OSError, KeyError, ValueError):
+        return None  # missing or damaged: fitted again

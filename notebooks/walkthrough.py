@@ -65,11 +65,14 @@ print("stimulus, then β = 0, 0.6, 0.93, 1 →", out / "reconstructions.png")
 
 # %% [markdown]
 # ## 4. Where does a concept live in this brain?
-# Ensemble GradCAM (three patch sizes), in native space and in MNI space for display.
+# The ensemble's encoding map (three patch sizes): the extractors' evidence for the concept over this
+# subject's training trials, regressed onto its voxels; in native space and in MNI space for display.
+# The paper's GradCAM of this one recording is `explorer.localizer.localize(..., method="gradcam")`.
 
 # %%
 concept = explorer.true_concepts(state)[0]
 heatmap = explorer.localize(state, concept)
+print(f"method: {heatmap.method}")
 heatmap.to_nifti().to_filename(out / f"{concept}_native.nii.gz")
 if heatmap.to_mni is not None:
     heatmap.to_mni_nifti().to_filename(out / f"{concept}_mni.nii.gz")

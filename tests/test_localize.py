@@ -197,3 +197,26 @@ def test_localization_evaluation_scores_both_methods_against_the_answer_key(setu
         assert 0.0 <= scores["ensemble"] <= 1.0
         assert set(scores["single"]) == {"5", "4", "3"}
     assert 0.3 < result["random"] < 0.7
+
+
+def test_fitted_statistics_are_cached_on_disk_and_read_back(setup, tmp_path):
+    data, bundles, volume, mask = setup
+
+    class CountingReferences:
+        def __init__(self):
+            self.inner, self.reads = dataset_references(data, bundles), 0
+
+        def __call__(self, subject):
+            self.reads += 1
+            return self.inner(subject)
+
+        def fingerprint(self, subject):
+            return self.inner.fingerprint(subject)
+
+    references = CountingReferences()
+    maps = []
+    for _ in range(2):  # two processes' worth of localizers sharing one cache folder
+        localizer = ConceptLocalizer(bundles, StubText(), ["cat", "dog"], references=references, cache=tmp_path)
+        maps.append(localizer.localize(volume, "dog", subject="subj02", affine=np.eye(4), mask=mask).native)
+    assert references.reads == 1 and len(list(tmp_path.glob("subj02_r*.npz"))) == 3
+    np.testing.assert_allclose(maps[0], maps[1], atol=1e-6)

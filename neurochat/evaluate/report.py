@@ -11,10 +11,16 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import time
 from pathlib import Path
 
 import torch
+
+from neurochat.errors import DataError
+
+SECTION_TITLES = {"extractor": "feature extractor", "caption": "captioning", "recon": "reconstruction",
+                  "localize": "localization and ablation"}  # fmt: skip
 
 # The paper's numbers on NSD (Tables 1 and 2), for orientation next to the phantom's.
 PAPER_TABLE1_BRIEF = {"bleu1": 0.5719, "bleu4": 0.1585, "meteor": 0.1860, "rouge_l": 0.3667, "cider": 0.4951, "clip_s": 0.6549}
@@ -40,7 +46,11 @@ def _fmt(value, percent: bool = False) -> str:
 
 
 def write_report(results: dict, folder: Path, *, preset: str, dataset: str, seconds: float, command: str | None = None) -> Path:
-    """REPORT.md (and results.json) in `folder` from the evaluations' results."""
+    """REPORT.md (and results.json) in `folder` from the evaluations' results.
+
+    `results["remeasured"]` ({section: {"command", "minutes", "date"}}, written by `remeasure_section`)
+    names the sections measured again after the full run, each with its own command.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     lines = [
@@ -49,6 +59,11 @@ def write_report(results: dict, folder: Path, *, preset: str, dataset: str, seco
         f"Preset **{preset}** on **{dataset}**. Produced by "
         f"`{command or f'python -m neurochat.evaluate all --preset {preset} --out {folder}'}` in {seconds / 60:.1f} min.",
         "",
+    ]
+    for section, again in results.get("remeasured", {}).items():
+        lines += [f"The {SECTION_TITLES.get(section, section)} section was measured again on {again['date']} by `{again['command']}` "
+                  f"({again['minutes']:.1f} min), after a change to that part only.", ""]  # fmt: skip
+    lines += [
         "> These numbers are measured on SimNSD, a phantom with a known ground truth, not on NSD. The paper's NSD "
         "numbers are quoted for orientation; the two are not comparable.",
         "",
@@ -120,3 +135,20 @@ def write_report(results: dict, folder: Path, *, preset: str, dataset: str, seco
     path = folder / "REPORT.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def remeasure_section(folder: Path, section: str, section_results: dict, *, command: str, seconds: float) -> Path:
+    """Put one section's new results into the report in `folder` (written by `evaluate all`) and rewrite it."""
+    results_path, report_path = folder / "results.json", folder / "REPORT.md"
+    if not results_path.exists() or not report_path.exists():
+        raise DataError(f"{folder} holds no report to update (results.json and REPORT.md): "
+                        f"write one with `python -m neurochat.evaluate all --out {folder}` first")  # fmt: skip
+    header = re.search(r"Preset \*\*(.+?)\*\* on \*\*(.+?)\*\*\. Produced by `(.+?)` in ([\d.]+) min", report_path.read_text())
+    if header is None:
+        raise DataError(f"{report_path} does not start with the header `evaluate all` writes; rewrite it with `evaluate all`")
+    preset, dataset, full_command, minutes = header.groups()
+    results = json.loads(results_path.read_text())
+    results[section] = section_results
+    results.setdefault("remeasured", {})[section] = {"command": command, "minutes": seconds / 60,
+                                                    "date": time.strftime("%Y-%m-%d", time.gmtime())}  # fmt: skip
+    return write_report(results, folder, preset=preset, dataset=dataset, seconds=float(minutes) * 60, command=full_command)

@@ -1,0 +1,34 @@
+"""The evaluation report: one section measured again keeps the rest and names its own command."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from neurochat.errors import DataError
+from neurochat.evaluate.report import remeasure_section, write_report
+
+
+def _localize(ensemble: float) -> dict:
+    auc = {"method": "encoding", "ensemble": ensemble, "single": {"7": ensemble}, "random": 0.5, "n": 3,
+           "gradcam": {"ensemble": 0.55, "single": {"7": 0.55}}}  # fmt: skip
+    return {"auc": auc, "ablation": {"removed_below_others": 0.5, "drop_removed": 0.02, "drop_others": 0.01, "n": 2,
+                                     "method": "encoding"}}  # fmt: skip
+
+
+def test_a_remeasured_section_replaces_only_itself_and_is_named_in_the_header(tmp_path):
+    results = {"localize": _localize(0.6), "caption": None}
+    write_report(results, tmp_path, preset="demo", dataset="/data/sim", seconds=600, command="python -m neurochat.evaluate all --out X")
+    remeasure_section(tmp_path, "localize", _localize(0.9), command="python -m neurochat.evaluate localize --report X", seconds=120)
+    report = (tmp_path / "REPORT.md").read_text()
+    assert "Produced by `python -m neurochat.evaluate all --out X` in 10.0 min" in report
+    assert "localization and ablation section was measured again" in report and "--report X` (2.0 min)" in report
+    assert "| ensemble | 0.900 | 0.550 |" in report and "0.600" not in report
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["localize"]["auc"]["ensemble"] == 0.9 and "caption" in saved
+
+
+def test_remeasuring_without_a_report_says_how_to_write_one(tmp_path):
+    with pytest.raises(DataError, match="evaluate all --out"):
+        remeasure_section(tmp_path, "localize", _localize(0.9), command="c", seconds=1)
