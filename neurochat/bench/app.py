@@ -31,9 +31,9 @@ from pathlib import Path
 
 from neurochat.cli import write_json
 
-# Demo preset on 2 CPU cores (issue 7; first_localize_s is ours: a once-per-subject wait).
-TARGETS = {"cold_start_s": 20.0, "beta_s": 1.5, "first_localize_s": 10.0, "localize_s": 1.0, "ablate_s": 2.0,
-           "first_token_s": 0.5, "peak_rss_mb": 3000.0}  # fmt: skip
+# Demo preset on 2 CPU cores (issue 7). first_localize_s has none: a once-per-subject wait, reported.
+TARGETS = {"cold_start_s": 20.0, "beta_s": 1.5, "localize_s": 1.0, "ablate_s": 2.0, "first_token_s": 0.5,
+           "peak_rss_mb": 3000.0}  # fmt: skip
 BRIEF = "Describe the image concisely."  # Table 3's first instruction
 
 _COLD_START = """
@@ -106,12 +106,15 @@ def run(args: argparse.Namespace) -> int:
     print(f"preset {args.preset} on {device}, torch threads {torch.get_num_threads()}, {args.runs} runs "
           f"(p50), trial {state.label()}")  # fmt: skip
     for name, number in numbers.items():
-        target = TARGETS[name]
+        target = TARGETS.get(name)
+        if target is None:
+            print(f"  {name:<14} {number:9.3f}   (no target)")
+            continue
         verdict = "ok" if number <= target else "OVER"
         print(f"  {name:<14} {number:9.3f}   target ≤ {target:g} ({verdict}, demo on 2 CPU cores)")
     if args.json:
         write_json(args.json, {name: round(number, 4) for name, number in numbers.items()})
-    over = [name for name, number in numbers.items() if number > TARGETS[name]]
+    over = [name for name, number in numbers.items() if name in TARGETS and number > TARGETS[name]]
     print(f"app: cold {numbers['cold_start_s']:.2f} s, β {beta_s:.3f} s, first localize in a subject "
           f"{first_localize_s:.2f} s, localize {localize_s:.3f} s, "
           f"ablate {ablate_s:.3f} s, first token {first_token_s:.3f} s, peak RSS {peak_rss_mb:.0f} MB"
