@@ -68,14 +68,7 @@ class TrialBank:
         operator = self.operators[subject]
         if preprocessor is None or preprocessor is self.preprocessor:
             return operator.tokens_from_support(voxel_rows)
-        other = preprocessor.operator(operator.native_shape)
-        if np.array_equal(other.support, operator.support):
-            return other.tokens_from_support(voxel_rows)
-        # another support: put the rows back into native volumes first
-        rows = torch.as_tensor(np.asarray(voxel_rows), dtype=torch.float32)
-        volumes = torch.zeros(rows.shape[0], int(np.prod(operator.native_shape)))
-        volumes[:, torch.tensor(operator.support)] = rows
-        return other.tokens(volumes.reshape(-1, *operator.native_shape))
+        return preprocessor.operator(operator.native_shape).tokens_from_voxels(operator.support, voxel_rows)
 
     def rows_of(self, subject: str, trials: np.ndarray) -> np.ndarray:
         """Bank rows of global trial indices."""

@@ -186,18 +186,11 @@ class EncodingStatistics:
 def encoding_statistics(bundle: ExtractorBundle, reference: ReferenceRecordings, batch_size: int = 256) -> EncodingStatistics:
     """Run one extractor over a subject's reference recordings and keep the covariances (see above)."""
     operator = bundle.preprocessor.operator(reference.native_shape)
-    direct = np.array_equal(operator.support, reference.voxels)
     rows = torch.as_tensor(reference.rows)
     embeddings = []
     with torch.no_grad():
         for start in range(0, len(rows), batch_size):
-            chunk = rows[start : start + batch_size]
-            if direct:
-                tokens = operator.tokens_from_support(chunk)
-            else:  # another support (another preprocessing): go through native volumes
-                volumes = torch.zeros(len(chunk), int(np.prod(reference.native_shape)))
-                volumes[:, torch.as_tensor(reference.voxels)] = chunk
-                tokens = operator.tokens(volumes.reshape(-1, *reference.native_shape))
+            tokens = operator.tokens_from_voxels(reference.voxels, rows[start : start + batch_size])
             embeddings.append(F.normalize(bundle.model(bundle.tokens(tokens)).clip.float(), dim=-1))
     embeddings = torch.cat(embeddings).double()
     centred_rows = rows.double() - rows.double().mean(0)

@@ -227,6 +227,18 @@ class SubjectOperator:
         tokens = self._forward(support_first)
         return tokens if batched else tokens[0]
 
+    def tokens_from_voxels(self, voxels: np.ndarray, values: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Tokens (B, N, C) from values (B, len(voxels)) at any native voxels, e.g. another operator's support.
+
+        The compact path when `voxels` is this operator's support; otherwise through native volumes.
+        """
+        if np.array_equal(voxels, self.support):
+            return self.tokens_from_support(values)
+        rows = torch.as_tensor(np.asarray(values), dtype=torch.float32)
+        volumes = torch.zeros(rows.shape[0], int(np.prod(self.native_shape)))
+        volumes[:, torch.as_tensor(np.asarray(voxels))] = rows
+        return self.tokens(volumes.reshape(-1, *self.native_shape))
+
     def tokens(self, volumes: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Tokens from native volumes.
 
