@@ -383,6 +383,8 @@ class ExplorerUI:
         session.trial, session.messages, session.pending, session.action = trial, [], None, None
         session.busy_since, session.shown, session.files_for, session.rendered = None, None, None, {}
         session.example_concept = self._example_concept(session, trial.nsd_id)
+        if trial.upload is None:
+            self.explorer.prepare_localization(trial.subject)  # so the first "where is …" need not wait for the fit
         picture, captions = self.explorer.stimulus(trial)
         if trial.upload is not None:
             caption = f"**{trial.label()}** — no picture is known for an uploaded volume."
@@ -809,6 +811,7 @@ def load_explorer(args: argparse.Namespace, log_line=print):
 def warm_up(ui: ExplorerUI) -> None:
     """First trial's features and the figure libraries, so the first clicks are fast."""
     ui.explorer.select(ui.default_subject, ui.default_trial)
+    ui.explorer.prepare_localization(ui.default_subject)
 
     def figures():
         try:

@@ -227,6 +227,10 @@ class Explorer:
         shared = [c for c in self.trial_choices(subject) if c.shared]
         return shared[int(rng.integers(len(shared)))]
 
+    def prepare_localization(self, subject: str) -> None:
+        """Start fitting `subject`'s encoding maps in the background (the app calls this on a new subject)."""
+        self.localizer.prepare(subject)
+
     def select(self, subject: str, nsd_id: int, protocol: str = "averaged") -> TrialState:
         """A fresh state for one picture of one subject (and its features, computed now)."""
         self.dataset.check_subject(subject)

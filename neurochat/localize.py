@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import logging
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -39,6 +41,8 @@ from scipy import ndimage
 
 from neurochat.errors import DataError
 from neurochat.models.extractor import ExtractorBundle
+
+_log = logging.getLogger(__name__)
 
 # nilearn's MNI152 2009 template grid at 2 mm (`load_mni152_template(resolution=2)`), for display
 MNI_GRID_2MM = ((99, 117, 95), np.array([[2.0, 0, 0, -98], [0, 2, 0, -134], [0, 0, 2, -72], [0, 0, 0, 1]]))
@@ -237,6 +241,8 @@ class ConceptLocalizer:
         self._model_fingerprints: dict[int, str] = {}
         self._text_cache: dict[str, torch.Tensor] = {}
         self._statistics: dict[str, list[EncodingStatistics] | None] = {}  # subject -> one per bundle
+        self._fitting = threading.Lock()  # one fit at a time: a background fit and a user's request share it
+        self._preparing: set[str] = set()  # subjects being fitted in the background
         self._maps: dict[tuple[str, str], list[torch.Tensor]] = {}  # (subject, concept) -> (S,) per bundle
 
     @staticmethod
@@ -266,6 +272,31 @@ class ConceptLocalizer:
     def forget_concept_maps(self) -> None:
         """Drop the cached per-concept maps (the fitted statistics stay); for benchmarks."""
         self._maps.clear()
+
+    def prepare(self, subject: str) -> threading.Thread | None:
+        """Fit (or read from the disk cache) `subject`'s encoding statistics in a background thread.
+
+        The first encoding map of a subject needs one pass of every extractor over its training trials
+        (about half a minute for the demo); started when a subject is chosen, it is usually done before
+        anyone asks for a concept. A localization asked meanwhile waits for this fit instead of starting
+        its own. Returns the thread (None when there is nothing to do); errors are left for the
+        foreground call to report.
+        """
+        if self.method == "gradcam" or self.references is None or subject in self._statistics or subject in self._preparing:
+            return None
+        self._preparing.add(subject)
+
+        def fit() -> None:
+            try:
+                self._subject_statistics(subject)
+            except Exception as error:  # noqa: BLE001 — the user's own request raises it again, with context
+                _log.warning("background encoding fit for %s failed: %s", subject, error)
+            finally:
+                self._preparing.discard(subject)
+
+        thread = threading.Thread(target=fit, daemon=True, name=f"encoding-fit-{subject}")
+        thread.start()
+        return thread
 
     def has_reference(self, subject: str) -> bool:
         """Whether `subject` has recordings to fit encoding maps on (fits them on first use)."""
@@ -332,9 +363,12 @@ class ConceptLocalizer:
         return per_model
 
     def _subject_statistics(self, subject: str) -> list[EncodingStatistics] | None:
-        if subject not in self._statistics:
-            self._statistics[subject] = self._load_or_fit(subject)
-        return self._statistics[subject]
+        if subject in self._statistics:
+            return self._statistics[subject]
+        with self._fitting:
+            if subject not in self._statistics:
+                self._statistics[subject] = self._load_or_fit(subject)
+            return self._statistics[subject]
 
     def _load_or_fit(self, subject: str) -> list[EncodingStatistics] | None:
         if self.references is None:

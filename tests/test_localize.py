@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -220,3 +222,31 @@ def test_fitted_statistics_are_cached_on_disk_and_read_back(setup, tmp_path):
         maps.append(localizer.localize(volume, "dog", subject="subj02", affine=np.eye(4), mask=mask).native)
     assert references.reads == 1 and len(list(tmp_path.glob("subj02_r*.npz"))) == 3
     np.testing.assert_allclose(maps[0], maps[1], atol=1e-6)
+
+
+def test_a_background_fit_is_shared_with_the_first_localization(setup):
+    """prepare() fits in a thread; a localization asked meanwhile waits for it instead of fitting again."""
+    data, bundles, volume, mask = setup
+
+    class SlowCountingReferences:
+        def __init__(self):
+            self.inner, self.reads = dataset_references(data, bundles), 0
+
+        def __call__(self, subject):
+            self.reads += 1
+            time.sleep(0.3)  # a fit that is still running when the user asks
+            return self.inner(subject)
+
+    references = SlowCountingReferences()
+    localizer = ConceptLocalizer(bundles, StubText(), ["cat", "dog"], references=references)
+    thread = localizer.prepare("subj02")
+    assert thread is not None and localizer.prepare("subj02") is None  # one fit per subject, not one per click
+    heatmap = localizer.localize(volume, "cat", subject="subj02", affine=np.eye(4), mask=mask)
+    thread.join(timeout=60)
+    assert heatmap.method == "encoding" and references.reads == 1
+    assert localizer.prepare("subj02") is None  # already fitted
+    # nothing to fit for GradCAM-only localizers, nor for an upload (no recordings: the thread finds none)
+    assert ConceptLocalizer(bundles, StubText(), ["cat"], method="gradcam", references=references).prepare("subj02") is None
+    upload = localizer.prepare("upload.nii.gz#1")
+    upload.join(timeout=60)
+    assert localizer.localize(volume, "cat", subject="upload.nii.gz#1", affine=np.eye(4), mask=mask).method == "gradcam"
