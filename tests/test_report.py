@@ -14,7 +14,8 @@ def _localize(ensemble: float) -> dict:
     auc = {"method": "encoding", "ensemble": ensemble, "single": {"7": ensemble}, "random": 0.5, "n": 3,
            "gradcam": {"ensemble": 0.55, "single": {"7": 0.55}}}  # fmt: skip
     return {"auc": auc, "ablation": {"removed_below_others": 0.5, "drop_removed": 0.02, "drop_others": 0.01, "n": 2,
-                                     "method": "encoding"}}  # fmt: skip
+                                     "method": "encoding", "fraction": 0.1, "beta": 0.93,
+                                     "embedding": {"removed_below_others": 0.75, "drop_removed": 0.1, "drop_others": 0.02}}}  # fmt: skip
 
 
 def test_a_remeasured_section_replaces_only_itself_and_is_named_in_the_header(tmp_path):
@@ -25,6 +26,7 @@ def test_a_remeasured_section_replaces_only_itself_and_is_named_in_the_header(tm
     assert "Produced by `python -m neurochat.evaluate all --out X` in 10.0 min" in report
     assert "localization and ablation section was measured again" in report and "--report X` (2.0 min)" in report
     assert "| ensemble | 0.900 | 0.550 |" in report and "0.600" not in report
+    assert "top 10% of voxels, β = 0.93" in report and "ẑ_c, the removed concept fell below the others in 75.0%" in report
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["localize"]["auc"]["ensemble"] == 0.9 and "caption" in saved
 

@@ -43,6 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     localize.add_argument("--max-recordings", type=int, help="test recordings for the AUC (default: all)")
     localize.add_argument("--ablation-cases", type=int, default=60)
     localize.add_argument("--fraction", type=float, default=0.1, help="q: share of voxels removed per concept")
+    localize.add_argument("--ablation-beta", type=float, default=0.93, help="β of the ablation's reconstructions")
     localize.add_argument("--figure", metavar="DIR", help="write the Fig. 7/8-style figures here")
     localize.add_argument("--method", choices=("encoding", "gradcam"), default="encoding",
                           help="maps the ablation and the figures use (the AUC scores both)")
@@ -61,6 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     everything.add_argument("--max-recordings", type=int, help="test recordings for the localization AUC")
     everything.add_argument("--ablation-cases", type=int, default=60)
     everything.add_argument("--fraction", type=float, default=0.1)
+    everything.add_argument("--ablation-beta", type=float, default=0.93)
     everything.add_argument("--method", choices=("encoding", "gradcam"), default="encoding")
     args = parser.parse_args(argv)
 
@@ -189,9 +191,11 @@ def _localize(args, preset, dataset, vision) -> dict:
     print(f"AUC, random map: {auc['random']:.3f} ({auc['n']} cases)")
     reconstructor = Reconstructor(load_unclip(preset))
     ablation = evaluate_ablation(dataset, localizer, reconstructor, vision, key, fraction=args.fraction,
-                                 max_cases=args.ablation_cases)  # fmt: skip
-    print(f"ablation ({args.method} maps): removed concept falls below the others in {ablation['removed_below_others']:.1%} of "
-          f"{ablation['n']} cases (CLIP similarity drop {ablation['drop_removed']:.4f} vs {ablation['drop_others']:.4f})")
+                                 beta=args.ablation_beta, max_cases=args.ablation_cases)  # fmt: skip
+    for where, scores in (("picture", ablation), ("ẑ_c", ablation["embedding"])):
+        print(f"ablation ({args.method} maps, q={args.fraction:g}, β={args.ablation_beta:g}), {where}: removed concept falls "
+              f"below the others in {scores['removed_below_others']:.1%} of {ablation['n']} cases "
+              f"(CLIP similarity drop {scores['drop_removed']:.4f} vs {scores['drop_others']:.4f})")  # fmt: skip
     results = {"auc": auc, "ablation": {**ablation, "method": args.method}}
     if args.figure:
         from neurochat.evaluate.figures import localization_figures

@@ -12,7 +12,9 @@ Ablation: the concept's top-q% voxels are zeroed, the recording is encoded and r
 compared before and after; a case counts when the removed concept's similarity drops more than
 every other present concept's ("the removed concept falls below the others"). The reconstruction
 prompt is empty here, so only the brain signal can remove the concept: a prompt written before
-the ablation would still name it.
+the ablation would still name it. The same comparison is made one step earlier, on the extractor's
+predicted CLIP embedding ẑ_c ("embedding"), which separates what the extractor forgets from what
+the picture keeps (the decoder also paints from ẑ_v, which early visual cortex feeds).
 """
 
 from __future__ import annotations
@@ -80,11 +82,12 @@ def evaluate_localization(dataset, localizer: ConceptLocalizer, key: AnswerKey, 
 def evaluate_ablation(dataset, localizer: ConceptLocalizer, reconstructor, vision, key: AnswerKey, *,
                       fraction: float = 0.1, beta: float = 0.93, seed: int = 0, steps: int = 20,
                       max_cases: int = 60, log=print) -> dict:  # fmt: skip
-    """{"removed_below_others": share, "drop_removed": mean, "drop_others": mean, "n": cases}."""
+    """{"removed_below_others": share, "drop_removed": mean, "drop_others": mean, "n": cases,
+    "fraction": q, "beta": β, "embedding": {the same three, measured on ẑ_c instead of the picture}}."""
     main = localizer.bundles[0]
     bank = TrialBank(dataset, main.preprocessor)
     rows = test_set(bank, "averaged")
-    below, drops_removed, drops_others = [], [], []
+    picture_cases, embedding_cases = _Drops(), _Drops()
     text_cache: dict[str, torch.Tensor] = {}
 
     def text(concept: str) -> torch.Tensor:
@@ -92,15 +95,17 @@ def evaluate_ablation(dataset, localizer: ConceptLocalizer, reconstructor, visio
             text_cache[concept] = F.normalize(torch.as_tensor(vision.text_embeddings([concept]))[0].float(), dim=0)
         return text_cache[concept]
 
-    def similarities(volume: np.ndarray, concepts: list[str]) -> np.ndarray:
+    def similarities(volume: np.ndarray, concepts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Cosine of each concept's text with (the reconstruction's CLIP embedding, ẑ_c)."""
         with torch.no_grad():
             output = main.model(main.tokens(main.preprocessor(volume[None])))
         picture = reconstructor(output.clip, output.vae, "", beta=beta, seed=seed, steps=steps)
-        embedding = F.normalize(torch.as_tensor(vision.image_embeddings(picture))[0].float(), dim=0)
-        return np.array([float(embedding @ text(c)) for c in concepts])
+        seen = F.normalize(torch.as_tensor(vision.image_embeddings(picture))[0].float(), dim=0)
+        decoded = F.normalize(output.clip[0].float().cpu(), dim=0)
+        return (np.array([float(seen @ text(c)) for c in concepts]), np.array([float(decoded @ text(c)) for c in concepts]))
 
     for row in range(len(rows)):
-        if len(below) >= max_cases:
+        if picture_cases.n >= max_cases:
             break
         subject = bank.subjects[int(rows.subject[row])]
         concepts = key.concepts_in(int(rows.nsd_id[row]))
@@ -108,21 +113,40 @@ def evaluate_ablation(dataset, localizer: ConceptLocalizer, reconstructor, visio
             continue
         mask = dataset.nsdgeneral(subject) > 0
         volume = native_volume(bank, subject, rows.voxels[row])
-        before = similarities(volume, concepts)
+        picture_before, embedding_before = similarities(volume, concepts)
         for index, concept in enumerate(concepts[:-1]):  # remove each object (the scene stays)
-            if len(below) >= max_cases:
+            if picture_cases.n >= max_cases:
                 break
             heatmap = localizer.localize(volume, concept, subject=subject, affine=dataset.affine(subject), mask=mask)
             ablated, _ = ablate(volume, [heatmap], fraction)
-            change = similarities(ablated, concepts) - before
-            others = np.delete(change, index)
-            below.append(bool(change[index] < others.min()))
-            drops_removed.append(float(-change[index]))
-            drops_others.append(float(-others.mean()))
-    log(f"ablation: {len(below)} cases")
-    return {
-        "removed_below_others": float(np.mean(below)) if below else None,
-        "drop_removed": float(np.mean(drops_removed)) if below else None,
-        "drop_others": float(np.mean(drops_others)) if below else None,
-        "n": len(below),
-    }
+            picture_after, embedding_after = similarities(ablated, concepts)
+            picture_cases.add(picture_after - picture_before, index)
+            embedding_cases.add(embedding_after - embedding_before, index)
+    log(f"ablation: {picture_cases.n} cases")
+    return {**picture_cases.summary(), "n": picture_cases.n, "fraction": fraction, "beta": beta,
+            "embedding": embedding_cases.summary()}  # fmt: skip
+
+
+class _Drops:
+    """Per ablation case: did the removed concept's similarity fall more than every other's, and by how much."""
+
+    def __init__(self):
+        self.below: list[bool] = []
+        self.removed: list[float] = []
+        self.others: list[float] = []
+
+    @property
+    def n(self) -> int:
+        return len(self.below)
+
+    def add(self, change: np.ndarray, removed: int) -> None:
+        others = np.delete(change, removed)
+        self.below.append(bool(change[removed] < others.min()))
+        self.removed.append(float(-change[removed]))
+        self.others.append(float(-others.mean()))
+
+    def summary(self) -> dict:
+        if not self.below:
+            return {"removed_below_others": None, "drop_removed": None, "drop_others": None}
+        return {"removed_below_others": float(np.mean(self.below)), "drop_removed": float(np.mean(self.removed)),
+                "drop_others": float(np.mean(self.others))}  # fmt: skip

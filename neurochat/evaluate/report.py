@@ -122,10 +122,18 @@ def write_report(results: dict, folder: Path, *, preset: str, dataset: str, seco
         lines += [f"| single model r = {size} | {_fmt(value)} | {_fmt(gradcam['single'].get(size))} |"
                   for size, value in auc["single"].items()]  # fmt: skip
         lines += [f"| random | {_fmt(auc['random'])} | |", "", f"{auc['n']} (recording, concept) cases.", "",
-                  f"Ablation with the {ablation.get('method', 'encoding')} maps ({ablation['n']} cases, top 10% of voxels): "
+                  f"Ablation with the {ablation.get('method', 'encoding')} maps ({ablation['n']} cases, top "
+                  f"{ablation.get('fraction', 0.1):.0%} of voxels, β = {ablation.get('beta', 0.93):g}): "
                   f"the removed concept's CLIP similarity fell more "
                   f"than every other present concept's in {_fmt(ablation['removed_below_others'], True)} of cases "
-                  f"(mean drop {_fmt(ablation['drop_removed'])} vs {_fmt(ablation['drop_others'])} for the others).", ""]  # fmt: skip
+                  f"(mean drop {_fmt(ablation['drop_removed'])} vs {_fmt(ablation['drop_others'])} for the others)."]  # fmt: skip
+        embedding = ablation.get("embedding")
+        if embedding:
+            lines += [f"One step earlier, on the extractor's predicted CLIP embedding ẑ_c, the removed concept fell below "
+                      f"the others in {_fmt(embedding['removed_below_others'], True)} of the same cases (drop "
+                      f"{_fmt(embedding['drop_removed'])} vs {_fmt(embedding['drop_others'])}): what ẑ_c loses, the "
+                      "picture partly keeps, because the decoder also paints from ẑ_v."]  # fmt: skip
+        lines += [""]
         if "figures" in localize:
             lines += ["![ablation](ablation_grid.png)", "", "Columns: stimulus, reconstruction, without concept A, without "
                       "concept B (Fig. 8 analog).", "", "![glass brains](glass_brains.png)", "",
