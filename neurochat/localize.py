@@ -63,6 +63,7 @@ class Heatmap:
     to_mni: np.ndarray | None = None  # voxel -> MNI mm, when the subject's transform is known
     per_model: dict[int, np.ndarray] = field(default_factory=dict)  # patch size -> native map
     method: str = "encoding"  # "encoding" or "gradcam" (see the module docstring)
+    search: np.ndarray | None = None  # bool (X, Y, Z): where the map was computed (nsdgeneral); None = everywhere
 
     def to_nifti(self) -> nib.Nifti1Image:
         return nib.Nifti1Image(self.native.astype(np.float32), self.affine)
@@ -79,12 +80,19 @@ class Heatmap:
         return nib.Nifti1Image(values.astype(np.float32), mni_affine)
 
     def top_voxels(self, fraction: float) -> np.ndarray:
-        """bool (X, Y, Z): the `fraction` (0..1) of non-zero-mask voxels with the highest values."""
-        inside = self.native > 0
-        if not inside.any():
-            return inside
-        threshold = np.quantile(self.native[inside], 1.0 - fraction)
-        return inside & (self.native >= threshold)
+        """bool (X, Y, Z): the `fraction` (0..1) of the search region's voxels with the highest values.
+
+        q% is of the whole search region (nsdgeneral), as the ablation's q is defined — not of the
+        voxels the map happens to light up. Voxels with no evidence (value 0) are never picked, so a
+        map lit in fewer voxels than that gives only those.
+        """
+        search = self.search if self.search is not None else np.ones(self.native.shape, bool)
+        count = int(round(fraction * int(search.sum())))
+        candidates = np.flatnonzero(search.ravel() & (self.native.ravel() > 0))
+        chosen = candidates[np.argsort(self.native.ravel()[candidates], kind="stable")[::-1][:count]]
+        picked = np.zeros(self.native.size, bool)
+        picked[chosen] = True
+        return picked.reshape(self.native.shape)
 
 
 def gradcam_patches(bundle: ExtractorBundle, patch_tokens: torch.Tensor, text_embedding: torch.Tensor) -> torch.Tensor:
@@ -328,7 +336,8 @@ class ConceptLocalizer:
         else:
             per_model = self._gradcam_maps(volume, name, mask)
         ensemble = _unit_scale(np.mean(list(per_model.values()), axis=0), mask)
-        return Heatmap(name, subject, ensemble.astype(np.float32), np.asarray(affine), to_mni, per_model, used)
+        search = np.asarray(mask, bool) if mask is not None else None
+        return Heatmap(name, subject, ensemble.astype(np.float32), np.asarray(affine), to_mni, per_model, used, search)
 
     # -- the two methods -------------------------------------------------------------------------
 

@@ -156,7 +156,8 @@ def test_unknown_and_empty_concepts_get_clear_errors(setup):
 def test_ablation_changes_only_the_chosen_voxels_and_keeps_the_original(setup):
     data, bundles, volume, mask = setup
     rng = np.random.default_rng(0)
-    maps = [Heatmap(c, "subj02", np.where(mask, rng.random(volume.shape), 0).astype(np.float32), np.eye(4)) for c in ("cat", "dog")]
+    maps = [Heatmap(c, "subj02", np.where(mask, rng.random(volume.shape), 0).astype(np.float32), np.eye(4), search=mask)
+            for c in ("cat", "dog")]  # fmt: skip
     original = volume.copy()
     ablated, removed = ablate(volume, maps, fraction=0.1)
     np.testing.assert_array_equal(volume, original)  # untouched
@@ -164,10 +165,22 @@ def test_ablation_changes_only_the_chosen_voxels_and_keeps_the_original(setup):
     assert np.all(removed[changed]) and np.all(ablated[removed] == 0)
     assert np.all(removed <= mask)  # only inside the search mask
     single = ablation_mask(maps[:1], 0.1)
-    assert single.sum() == pytest.approx(0.1 * mask.sum(), rel=0.05)
+    assert single.sum() == round(0.1 * mask.sum())
     assert removed.sum() > single.sum()  # two concepts remove the union
     with pytest.raises(ConfigError, match="q = 0%"):
         ablation_mask(maps, 0.0)
+
+
+def test_q_is_a_share_of_the_search_region_not_of_the_lit_voxels(setup):
+    _, _, volume, mask = setup
+    rng = np.random.default_rng(1)
+    half_lit = np.where(mask & (rng.random(volume.shape) < 0.5), rng.random(volume.shape), 0).astype(np.float32)
+    heatmap = Heatmap("cat", "subj02", half_lit, np.eye(4), search=mask)
+    top = heatmap.top_voxels(0.1)
+    assert top.sum() == round(0.1 * mask.sum())  # 10% of nsdgeneral, though only half of it is lit
+    assert half_lit[top].min() >= half_lit[mask & ~top].max()  # the highest ones
+    sparse = np.where(mask & (rng.random(volume.shape) < 0.04), 1.0, 0).astype(np.float32)
+    assert np.array_equal(Heatmap("cat", "subj02", sparse, np.eye(4), search=mask).top_voxels(0.1), sparse > 0)  # never a 0
 
 
 def test_mni_resampling_of_a_heatmap(setup):
