@@ -30,6 +30,20 @@ def test_micro_chain_trains_every_stage_and_checks_the_explorer(micro_bundle):
 
     with safe_open(str(micro_bundle / "unclip/unet/diffusion_pytorch_model.safetensors"), framework="pt") as unet:
         assert {str(unet.get_slice(name).get_dtype()) for name in unet.keys()} == {"F16"}
+    # every component scored on the test set, so a rebuild can be compared with the committed bundle
+    evaluation = manifest["evaluation"]
+    assert 0.0 <= evaluation["extractor"]["vit3d"]["averaged"]["clip_2way"] <= 1.0
+    assert set(evaluation["llm"]["brief"]) == {"bleu1", "bleu4", "cider", "concept_recall"}
+    assert "averaged" in evaluation["decoder"]["no_llm"] and 0.0 <= evaluation["localization"]["auc"]["ensemble"] <= 1.0
+    assert evaluation["localization"]["ablation"]["n"] == 1
+
+
+def test_two_evaluations_are_put_side_by_side():
+    from train.demo_bundle import compare_evaluations
+
+    ours = {"sizes": {"per_subject": 1}, "extractor": {"vit3d": {"averaged": {"clip_2way": 0.95}}}, "llm": {"rate": None}}
+    theirs = {"sizes": {"per_subject": 10}, "extractor": {"vit3d": {"averaged": {"clip_2way": 0.96}}}}
+    assert compare_evaluations(ours, theirs) == ["extractor.vit3d.averaged.clip_2way: 0.9500 vs 0.9600 (-0.0100)"]
 
 
 def test_walkthrough_notebook_runs_on_the_micro_bundle(micro_bundle, sim_root, tmp_path):

@@ -13,8 +13,15 @@ Stages, each resumable (a finished stage is skipped when the command runs again)
   pack        float32 weights stored as float16 (every loader casts them back to float32 on CPU),
               which halves the bundle; runs once every training stage is done, or with --only pack
   check       the bundle loads in the explorer and answers, reconstructs, localizes and ablates
-The manifest (OUT/manifest.json) records each stage's command, wall time and outputs, and the
-sha256 and size of every file.
+  evaluate    each component scored on the SimNSD test set (the report's evaluations, on a subset:
+              10 recordings per subject, 40 for localization, 40 ablation cases; a handful at micro)
+The manifest (OUT/manifest.json) records each stage's command, wall time and outputs, the
+evaluation numbers, and the sha256 and size of every file.
+
+    python -m train.demo_bundle --out /tmp/rebuilt --compare checkpoints/demo/manifest.json
+
+puts a rebuilt bundle's evaluation numbers beside the committed ones (`--only evaluate` scores an
+existing bundle again without training anything).
 """
 
 from __future__ import annotations
@@ -139,6 +146,82 @@ def check_bundle(out: Path, data: Path) -> dict:
             "picture_shape": list(picture.shape)}  # fmt: skip
 
 
+# How much of the test set the evaluate stage scores (the report's command uses the demo sizes too;
+# two-way identification needs at least two pictures per subject)
+EVALUATION_SIZES = {"demo": {"per_subject": 10, "max_recordings": 40, "ablation_cases": 40, "steps": 20},
+                    "micro": {"per_subject": 2, "max_recordings": 2, "ablation_cases": 1, "steps": 2}}  # fmt: skip
+
+
+def evaluate_bundle(out: Path, data: Path, size: str, log=print) -> dict:
+    """Each component's headline numbers on the SimNSD test set, measured on this bundle.
+
+    {"extractor": {model: {protocol: {clip_2way, clip_top1, vae_corr}}},
+     "llm": {"brief": {bleu1, bleu4, cider, concept_recall}, "localization_parse_rate", "reconstruction_prompt_hit_rate"},
+     "decoder": {run: {protocol: {pixcorr, ssim, clip_2way}}},
+     "localization": {"auc": {ensemble, single, random, gradcam}, "ablation": {...}},
+     "sizes": how much of the test set was scored}
+    """
+    from neurochat.evaluate.caption import evaluate_captions
+    from neurochat.evaluate.extractor import evaluate_extractors, extractor_folders
+    from neurochat.evaluate.localize import evaluate_ablation, evaluate_localization
+    from neurochat.evaluate.recon import evaluate_reconstruction
+    from neurochat.localize import ConceptLocalizer, dataset_references
+    from neurochat.models.brainllm import load_brainllm, preset_brainllm_dir
+    from neurochat.models.extractor import load_extractor
+    from neurochat.models.unclip import load_unclip
+    from neurochat.models.vision import VisionEncoders
+    from neurochat.nsd import NSDDataset
+    from neurochat.presets import get_preset
+    from neurochat.reconstruct import Reconstructor
+    from neurochat.sim.truth import AnswerKey
+    from neurochat.targets import dataset_targets
+
+    sizes = EVALUATION_SIZES[size]
+    preset = get_preset("demo", out)
+    dataset = NSDDataset(data)
+    vision = VisionEncoders.from_preset(preset)
+    main_size = preset.patch_sizes[0]
+    results: dict = {"sizes": sizes}
+    results["extractor"] = evaluate_extractors(dataset, dataset_targets(dataset, vision),
+                                               extractor_folders(preset.extractor_dir, main_size, dataset.subjects), log=log)  # fmt: skip
+    ensemble = [load_extractor(preset.extractor_dir / f"vit3d_r{r}") for r in preset.patch_sizes]
+    main, brainllm = ensemble[0], load_brainllm(preset_brainllm_dir(preset))
+    flattened_dir = preset.extractor_dir / f"flattened_r{main_size}"
+    flattened = load_extractor(flattened_dir) if (flattened_dir / "config.json").exists() else None
+    captions = evaluate_captions(dataset, vision, main, brainllm, per_subject=sizes["per_subject"], log=log)
+    results["llm"] = {"brief": {k: captions["vit3d"]["brief"].get(k) for k in ("bleu1", "bleu4", "cider", "concept_recall")},
+                      "localization_parse_rate": captions.get("localization_parse_rate"),
+                      "reconstruction_prompt_hit_rate": captions.get("reconstruction_prompt_hit_rate")}  # fmt: skip
+    reconstructor = Reconstructor(load_unclip(preset))
+    recon = evaluate_reconstruction(dataset, vision, reconstructor, main, flattened, brainllm, per_subject=sizes["per_subject"],
+                                    steps=sizes["steps"], log=log)  # fmt: skip
+    results["decoder"] = {run: {protocol: {k: m[k] for k in ("pixcorr", "ssim", "clip_2way")} for protocol, m in by_protocol.items()}
+                          for run, by_protocol in recon.items() if by_protocol}  # fmt: skip
+    key = AnswerKey(dataset.root)
+    localizer = ConceptLocalizer(ensemble, vision, key.concepts, references=dataset_references(dataset, ensemble))
+    results["localization"] = {
+        "auc": evaluate_localization(dataset, localizer, key, max_recordings=sizes["max_recordings"], log=log),
+        "ablation": evaluate_ablation(dataset, localizer, reconstructor, vision, key, max_cases=sizes["ablation_cases"],
+                                      steps=sizes["steps"], log=log),  # fmt: skip
+    }
+    return results
+
+
+def compare_evaluations(ours: dict, theirs: dict) -> list[str]:
+    """One line per number both evaluations have: `path: ours vs theirs (difference)`."""
+
+    def flat(tree, prefix=""):
+        if isinstance(tree, dict):
+            for name, value in tree.items():
+                yield from flat(value, f"{prefix}{name}." if prefix or name else name)
+        elif isinstance(tree, (int, float)) and not isinstance(tree, bool):
+            yield prefix.rstrip("."), float(tree)
+
+    mine, other = dict(flat(ours)), dict(flat(theirs))
+    return [f"{name}: {mine[name]:.4f} vs {other[name]:.4f} ({mine[name] - other[name]:+.4f})"
+            for name in mine if name in other and not name.startswith(("sizes", "seconds"))]  # fmt: skip
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m train.demo_bundle", description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="bundle folder (checkpoints/demo for the committed demo)")
@@ -147,6 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", help="run only these stages")
     parser.add_argument("--force", action="store_true", help="run stages again even if done")
     parser.add_argument("--threads", type=int, help="torch threads per training run (1 when two bundles share the CPU)")
+    parser.add_argument("--compare", metavar="MANIFEST", help="print the evaluation beside this manifest's (e.g. the committed one)")
     args = parser.parse_args(argv)
 
     import importlib
@@ -195,6 +279,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.only or "check" in args.only:
         manifest["check"] = check_bundle(out, data)
         print(f"[check] the explorer answered: {manifest['check']['answer']!r}")
+    if not args.only or "evaluate" in args.only:
+        evaluation_started = time.perf_counter()
+        manifest["evaluation"] = evaluate_bundle(out, data, args.size)
+        manifest["evaluation"]["seconds"] = round(time.perf_counter() - evaluation_started, 1)
+    if args.compare:
+        theirs = json.loads(Path(args.compare).read_text()).get("evaluation")
+        if not theirs or "evaluation" not in manifest:
+            print(f"[compare] nothing to compare: {'this bundle' if theirs else args.compare} has no evaluation "
+                  "(run with --only evaluate)")  # fmt: skip
+        else:
+            print(f"[compare] this bundle vs {args.compare}:")
+            print("\n".join("  " + line for line in compare_evaluations(manifest["evaluation"], theirs)))
     manifest["files"] = file_records(out)
     manifest["total_bytes"] = sum(f["bytes"] for f in manifest["files"].values())
     manifest["seconds_this_run"] = round(time.perf_counter() - started, 1)
