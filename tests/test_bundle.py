@@ -61,3 +61,19 @@ def test_notebook_pair_is_in_sync():
     before = (REPO_ROOT / "notebooks/walkthrough.ipynb").read_text()
     subprocess.run([sys.executable, str(REPO_ROOT / "notebooks/sync.py")], check=True)
     assert (REPO_ROOT / "notebooks/walkthrough.ipynb").read_text() == before, "run python notebooks/sync.py"
+
+
+def test_scoring_a_bundle_again_keeps_the_records_of_files_left_out_of_git(micro_bundle, sim_root, tmp_path):
+    """`--only evaluate` on a checkout without the uncommitted intermediates must not drop their sha256."""
+    import shutil
+
+    from train.demo_bundle import main as bundle_main
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(micro_bundle, bundle)
+    left_out = "brainllm_flattened/projector.safetensors"  # not committed (60 MB budget), not needed to run
+    record = json.loads((bundle / "manifest.json").read_text())["files"][left_out]
+    (bundle / left_out).unlink()
+    assert bundle_main(["--out", str(bundle), "--size", "micro", "--data", str(sim_root), "--only", "evaluate"]) == 0
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["files"][left_out] == record and "evaluation" in manifest

@@ -291,7 +291,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             print(f"[compare] this bundle vs {args.compare}:")
             print("\n".join("  " + line for line in compare_evaluations(manifest["evaluation"], theirs)))
-    manifest["files"] = file_records(out)
+    records = file_records(out)
+    if args.only:
+        # a partial run (e.g. `--only evaluate` on the committed bundle, whose intermediates are left out of
+        # git) keeps the earlier records of files that are not on disk; a full run records what it built
+        records = {**{name: r for name, r in manifest.get("files", {}).items() if name not in records}, **records}
+        records = dict(sorted(records.items()))
+    manifest["files"] = records
     manifest["total_bytes"] = sum(f["bytes"] for f in manifest["files"].values())
     manifest["seconds_this_run"] = round(time.perf_counter() - started, 1)
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
