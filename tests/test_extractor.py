@@ -17,6 +17,7 @@ from neurochat.models.extractor import (
     ExtractorOutput,
     FMRIExtractor,
     alignment_loss,
+    fast_dropout,
     flatten_tokens,
     load_extractor,
     save_extractor,
@@ -51,6 +52,29 @@ def test_shapes_and_the_penultimate_hook_point(preprocessor):
     torch.testing.assert_close(seen[0], output.penultimate)
     # the CLS readout depends on the input
     assert not torch.allclose(model(tokens[:1]).clip, model(torch.randn(1, preprocessor.n_patches, 64)).clip)
+
+
+def test_training_dropout_keeps_1_minus_p_and_rescales():
+    torch.manual_seed(0)
+    x = torch.ones(400, 500)
+    dropped = fast_dropout(x, 0.1, training=True)
+    assert torch.unique(dropped).tolist() == [0.0, pytest.approx(1 / 0.9)]
+    assert (dropped == 0).float().mean().item() == pytest.approx(0.1, abs=0.005)
+    assert dropped.mean().item() == pytest.approx(1.0, abs=0.01)  # unbiased, like F.dropout
+    assert fast_dropout(x, 0.1, training=False) is x and fast_dropout(x, 0.0, training=True) is x
+
+
+def test_the_training_attention_path_equals_sdpa(preprocessor):
+    """In training the attention is written out (for the cheaper dropout); without drops it is SDPA's."""
+    model = tiny(preprocessor)
+    tokens = torch.randn(2, model.config.n_tokens, model.config.token_dim)
+    expected = model(tokens)
+    for block in model.blocks:
+        block.dropout.p = 1e-9  # a dropout that drops nothing, so the training path runs deterministically
+    model.train()
+    written_out = model(tokens)
+    torch.testing.assert_close(written_out.clip, expected.clip, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(written_out.penultimate, expected.penultimate, rtol=1e-5, atol=1e-5)
 
 
 def test_eq2_against_a_hand_computation():
