@@ -161,33 +161,27 @@ def evaluate_bundle(out: Path, data: Path, size: str, log=print) -> dict:
      "localization": {"auc": {ensemble, single, random, gradcam}, "ablation": {...}},
      "sizes": how much of the test set was scored}
     """
+    from neurochat.evaluate import answer_key_localizer, load_main_models
     from neurochat.evaluate.caption import evaluate_captions
     from neurochat.evaluate.extractor import evaluate_extractors, extractor_folders
     from neurochat.evaluate.localize import evaluate_ablation, evaluate_localization
     from neurochat.evaluate.recon import evaluate_reconstruction
-    from neurochat.localize import ConceptLocalizer, dataset_references
-    from neurochat.models.brainllm import load_brainllm, preset_brainllm_dir
-    from neurochat.models.extractor import load_extractor
     from neurochat.models.unclip import load_unclip
     from neurochat.models.vision import VisionEncoders
     from neurochat.nsd import NSDDataset
     from neurochat.presets import get_preset
     from neurochat.reconstruct import Reconstructor
-    from neurochat.sim.truth import AnswerKey
     from neurochat.targets import dataset_targets
 
     sizes = EVALUATION_SIZES[size]
     preset = get_preset("demo", out)
     dataset = NSDDataset(data)
     vision = VisionEncoders.from_preset(preset)
-    main_size = preset.patch_sizes[0]
     results: dict = {"sizes": sizes}
     results["extractor"] = evaluate_extractors(dataset, dataset_targets(dataset, vision),
-                                               extractor_folders(preset.extractor_dir, main_size, dataset.subjects), log=log)  # fmt: skip
-    ensemble = [load_extractor(preset.extractor_dir / f"vit3d_r{r}") for r in preset.patch_sizes]
-    main, brainllm = ensemble[0], load_brainllm(preset_brainllm_dir(preset))
-    flattened_dir = preset.extractor_dir / f"flattened_r{main_size}"
-    flattened = load_extractor(flattened_dir) if (flattened_dir / "config.json").exists() else None
+                                               extractor_folders(preset.extractor_dir, preset.patch_sizes[0], dataset.subjects),
+                                               log=log)  # fmt: skip
+    main, flattened, brainllm = load_main_models(preset, log=log)
     captions = evaluate_captions(dataset, vision, main, brainllm, per_subject=sizes["per_subject"], log=log)
     results["llm"] = {"brief": {k: captions["vit3d"]["brief"].get(k) for k in ("bleu1", "bleu4", "cider", "concept_recall")},
                       "localization_parse_rate": captions.get("localization_parse_rate"),
@@ -197,8 +191,7 @@ def evaluate_bundle(out: Path, data: Path, size: str, log=print) -> dict:
                                     steps=sizes["steps"], log=log)  # fmt: skip
     results["decoder"] = {run: {protocol: {k: m[k] for k in ("pixcorr", "ssim", "clip_2way")} for protocol, m in by_protocol.items()}
                           for run, by_protocol in recon.items() if by_protocol}  # fmt: skip
-    key = AnswerKey(dataset.root)
-    localizer = ConceptLocalizer(ensemble, vision, key.concepts, references=dataset_references(dataset, ensemble))
+    key, localizer = answer_key_localizer(preset, dataset, vision)
     results["localization"] = {
         "auc": evaluate_localization(dataset, localizer, key, max_recordings=sizes["max_recordings"], log=log),
         "ablation": evaluate_ablation(dataset, localizer, reconstructor, vision, key, max_cases=sizes["ablation_cases"],

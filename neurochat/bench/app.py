@@ -96,9 +96,11 @@ def run(args: argparse.Namespace) -> int:
 
     betas = [round(0.93 - 0.01 * i, 2) for i in range(args.runs + 1)]  # a β not rendered before, each run
     beta_s = _p50([_timed(explorer.reconstruct, state, beta=beta) for beta in betas][1:])
+    disk_cache = explorer.localizer.cache
     with tempfile.TemporaryDirectory() as empty_cache:
         explorer.localizer.cache = Path(empty_cache)  # time the fit, not a read of an earlier run's fit
         first_localize_s = _timed(explorer.localize, state, concepts[0])
+    explorer.localizer.cache = disk_cache
     localize_s = _p50([_timed(explorer.localize, state, concept) for concept in concepts[1 : args.runs + 1]])
     ablate_s = _p50([_timed(explorer.ablate, state, [concept]) for concept in concepts[: args.runs + 1]][1:])
     first_token_s = _p50([_first_token(explorer, state) for _ in range(args.runs + 1)][1:])

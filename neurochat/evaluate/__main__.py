@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 from neurochat.cli import run_main, write_json
+from neurochat.evaluate import load_main_models
 
 
 def _dataset_options(parser: argparse.ArgumentParser) -> None:
@@ -124,25 +125,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _main_models(preset):
-    from neurochat.models.brainllm import load_brainllm, preset_brainllm_dir
-    from neurochat.models.extractor import load_extractor
-
-    main = load_extractor(preset.extractor_dir / f"vit3d_r{preset.patch_sizes[0]}")
-    flattened_dir = preset.extractor_dir / f"flattened_r{preset.patch_sizes[0]}"
-    flattened = load_extractor(flattened_dir) if (flattened_dir / "config.json").exists() else None
-    brainllm_dir = preset_brainllm_dir(preset)
-    brainllm = load_brainllm(brainllm_dir) if (brainllm_dir / "brainllm.json").exists() else None
-    if brainllm is None:
-        print(f"no fMRI-LLM at {brainllm_dir}: rows that need the LLM's prompt are left out")
-    return main, flattened, brainllm
-
-
 def _caption(args, preset, dataset, vision) -> dict:
     from neurochat.evaluate.caption import evaluate_captions
     from neurochat.models.brainllm import load_brainllm
 
-    main, flattened, brainllm = _main_models(preset)
+    main, flattened, brainllm = load_main_models(preset)
     if brainllm is None:
         raise SystemExit("the caption evaluation needs the fMRI-LLM: train it with `python -m train.llm`")
     flattened_dir = preset.extractor_dir.parent / "brainllm_flattened"
@@ -157,7 +144,7 @@ def _recon(args, preset, dataset, vision) -> dict:
     from neurochat.models.unclip import load_unclip
     from neurochat.reconstruct import Reconstructor
 
-    main, flattened, brainllm = _main_models(preset)
+    main, flattened, brainllm = load_main_models(preset)
     reconstructor = Reconstructor(load_unclip(preset))
     results = evaluate_reconstruction(dataset, vision, reconstructor, main, flattened, brainllm, per_subject=args.per_subject,
                                       beta=args.beta, steps=args.steps, backbones=args.backbones)  # fmt: skip
@@ -173,17 +160,12 @@ def _recon(args, preset, dataset, vision) -> dict:
 
 
 def _localize(args, preset, dataset, vision) -> dict:
+    from neurochat.evaluate import answer_key_localizer
     from neurochat.evaluate.localize import evaluate_ablation, evaluate_localization
-    from neurochat.localize import ConceptLocalizer, dataset_references
-    from neurochat.models.extractor import load_extractor
     from neurochat.models.unclip import load_unclip
     from neurochat.reconstruct import Reconstructor
-    from neurochat.sim.truth import AnswerKey
 
-    key = AnswerKey(dataset.root)  # ground truth exists only for SimNSD
-    ensemble = [load_extractor(preset.extractor_dir / f"vit3d_r{r}") for r in preset.patch_sizes]
-    localizer = ConceptLocalizer(ensemble, vision, key.concepts, references=dataset_references(dataset, ensemble),
-                                 method=args.method)  # fmt: skip
+    key, localizer = answer_key_localizer(preset, dataset, vision, method=args.method)
     auc = evaluate_localization(dataset, localizer, key, max_recordings=args.max_recordings)
     for name, scores in (("encoding maps", auc), ("GradCAM (paper)", auc["gradcam"])):
         print(f"AUC, {name}: ensemble {scores['ensemble']:.3f}; "
