@@ -44,3 +44,6 @@ def test_clip_score_prefers_the_true_caption():
     true = clip_score(images, [s.captions[0] for s in scenes], vision)
     wrong = clip_score(images, [s.captions[0] for s in scenes[::-1]], vision)
     assert 0 <= wrong < true <= 2.5
+    # an LLM that answers nothing (blank) scores 0 for that picture instead of stopping the evaluation
+    half_blank = clip_score(images, [s.captions[0] if i % 2 else "  " for i, s in enumerate(scenes)], vision)
+    assert half_blank == pytest.approx(clip_score(images[1::2], [s.captions[0] for s in scenes[1::2]], vision) / 2, rel=1e-4)

@@ -70,10 +70,14 @@ def _clean(text: str) -> str:
 
 
 def clip_score(images: np.ndarray, texts: list[str], vision) -> float:
-    """Mean CLIP-S = 2.5 · max(cos(image, text), 0)."""
-    image = F.normalize(torch.as_tensor(vision.image_embeddings(images)).float(), dim=-1)
-    text = F.normalize(torch.as_tensor(vision.text_embeddings([t or " " for t in texts])).float(), dim=-1)
-    return float((CLIP_S_WEIGHT * (image * text).sum(-1).clamp_min(0)).mean())
+    """Mean CLIP-S = 2.5 · max(cos(image, text), 0); an empty answer scores 0."""
+    said = [i for i, t in enumerate(texts) if t.strip()]
+    scores = torch.zeros(len(texts))
+    if said:
+        image = F.normalize(torch.as_tensor(vision.image_embeddings(images[said])).float(), dim=-1)
+        text = F.normalize(torch.as_tensor(vision.text_embeddings([texts[i] for i in said])).float(), dim=-1)
+        scores[said] = CLIP_S_WEIGHT * (image * text).sum(-1).clamp_min(0)
+    return float(scores.mean())
 
 
 def names(text: str, name: str) -> bool:
