@@ -30,7 +30,7 @@ from neurochat.models.extractor import (
     token_count,
 )
 from neurochat.nsd import NSDDataset
-from neurochat.training.llm import LLMTrainConfig, extract_fmri, fmri_key, run_training
+from neurochat.training.llm import LLMTrainConfig, _LengthGroupedPermutation, extract_fmri, fmri_key, run_training
 from train.llm import main as train_main
 
 SUBJECT = "subj01"
@@ -199,6 +199,22 @@ def test_an_interrupted_run_resumes_where_it_stopped(tmp_path):
     with pytest.raises(ConfigError, match="other settings"):
         run_training(torch.nn.Linear(3, 1), data, torch.stack, lambda m, b: m(b).mean(), config, tmp_path / "resumed",
                      accelerator=__import__("accelerate").Accelerator(cpu=True), progress=False)  # fmt: skip
+
+
+def test_length_grouped_batches_hold_samples_of_similar_length():
+    """Every sample once per epoch, in full batches of similar length (short one last), a new order
+    each epoch: far less padding than random batches."""
+    lengths = np.random.default_rng(1).integers(20, 200, size=1003)
+    sampler = _LengthGroupedPermutation(lengths, batch_size=16, seed=0, group=10)
+    order = list(sampler)
+    assert sorted(order) == list(range(1003))
+    batches = [np.array(b) for b in torch.utils.data.BatchSampler(order, 16, drop_last=False)]
+    assert [len(b) for b in batches[:-1]] == [16] * 62 and len(batches[-1]) == 1003 - 62 * 16
+    padded = np.mean([lengths[b].max() for b in batches])
+    shuffled = np.random.default_rng(0).permutation(1003)
+    assert padded < 0.75 * np.mean([lengths[shuffled[i : i + 16]].max() for i in range(0, 1003, 16)])
+    sampler.set_epoch(1)
+    assert list(sampler) != order
 
 
 def test_missing_inputs_are_explained(sim_root, extractor_dir, tmp_path):

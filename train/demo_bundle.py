@@ -13,8 +13,9 @@ Stages, each resumable (a finished stage is skipped when the command runs again)
   pack        float32 weights stored as float16 (every loader casts them back to float32 on CPU),
               which halves the bundle; runs once every training stage is done, or with --only pack
   check       the bundle loads in the explorer and answers, reconstructs, localizes and ablates
-  evaluate    each component scored on the SimNSD test set (the report's evaluations, on a subset:
-              10 recordings per subject, 40 for localization, 40 ablation cases; a handful at micro)
+  evaluate    each component scored on the SimNSD test set (the report's evaluations; the extractors
+              and the LLM on all of it, the decoder on 10 recordings per subject, localization on
+              40 recordings and 40 ablation cases; a handful at micro)
 The manifest (OUT/manifest.json) records each stage's command, wall time and outputs, the
 evaluation numbers, and the sha256 and size of every file.
 
@@ -148,8 +149,10 @@ def check_bundle(out: Path, data: Path) -> dict:
 
 # How much of the test set the evaluate stage scores (the report's command uses the demo sizes too;
 # two-way identification needs at least two pictures per subject)
-EVALUATION_SIZES = {"demo": {"per_subject": 10, "max_recordings": 40, "ablation_cases": 40, "steps": 20},
-                    "micro": {"per_subject": 2, "max_recordings": 2, "ablation_cases": 1, "steps": 2}}  # fmt: skip
+# The LLM is scored on every test recording (None: all; ~4 min at demo size): its routing rates are
+# shares of single answers, and 40 recordings left them ±7 points apart from the whole set's.
+EVALUATION_SIZES = {"demo": {"per_subject": 10, "llm_per_subject": None, "max_recordings": 40, "ablation_cases": 40, "steps": 20},
+                    "micro": {"per_subject": 2, "llm_per_subject": 2, "max_recordings": 2, "ablation_cases": 1, "steps": 2}}  # fmt: skip
 
 
 def evaluate_bundle(out: Path, data: Path, size: str, log=print) -> dict:
@@ -182,7 +185,7 @@ def evaluate_bundle(out: Path, data: Path, size: str, log=print) -> dict:
                                                extractor_folders(preset.extractor_dir, preset.patch_sizes[0], dataset.subjects),
                                                log=log)  # fmt: skip
     main, flattened, brainllm = load_main_models(preset, log=log)
-    captions = evaluate_captions(dataset, vision, main, brainllm, per_subject=sizes["per_subject"], log=log)
+    captions = evaluate_captions(dataset, vision, main, brainllm, per_subject=sizes["llm_per_subject"], log=log)
     results["llm"] = {"brief": {k: captions["vit3d"]["brief"].get(k) for k in ("bleu1", "bleu4", "cider", "concept_recall")},
                       "localization_parse_rate": captions.get("localization_parse_rate"),
                       "reconstruction_prompt_hit_rate": captions.get("reconstruction_prompt_hit_rate")}  # fmt: skip
