@@ -48,11 +48,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     localize.add_argument("--figure", metavar="DIR", help="write the Fig. 7/8-style figures here")
     localize.add_argument("--method", choices=("encoding", "gradcam"), default="encoding",
                           help="maps the ablation and the figures use (the AUC scores both)")
-    localize.add_argument("--report", metavar="DIR", help="put these results into the report in DIR (from `all`) "
-                          "and rewrite it, noting this command")  # fmt: skip
     caption = commands.add_parser("caption", help="caption metrics (Table 1) and the LLM's routing rates")
     _dataset_options(caption)
     caption.add_argument("--per-subject", type=int, help="test images per subject (default: all)")
+    for command in (recon, localize, caption):
+        command.add_argument("--report", metavar="DIR", help="put these results into the report in DIR (from `all`) "
+                             "and rewrite it, noting this command")  # fmt: skip
     everything = commands.add_parser("all", help="every evaluation into OUT/REPORT.md with its figures")
     _dataset_options(everything)
     everything.add_argument("--out", default="reports", help="report folder (default: reports/)")
@@ -112,13 +113,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"wrote {path}")
     else:
         results = _localize(args, preset, dataset, vision)
-        if args.report:
-            from neurochat.evaluate.report import remeasure_section
+    if getattr(args, "report", None):
+        from neurochat.evaluate.report import remeasure_section
 
-            command = "python -m neurochat.evaluate " + " ".join(sys.argv[1:] if argv is None else argv)
-            path = remeasure_section(Path(args.report), "localize", results, command=command,
-                                     seconds=time.perf_counter() - started)  # fmt: skip
-            print(f"rewrote {path}")
+        command = "python -m neurochat.evaluate " + " ".join(sys.argv[1:] if argv is None else argv)
+        path = remeasure_section(Path(args.report), args.what, results, command=command,
+                                 seconds=time.perf_counter() - started)  # fmt: skip
+        print(f"rewrote {path}")
     if args.json:
         write_json(args.json, results)
         print(f"wrote {args.json}")
