@@ -246,3 +246,11 @@ def test_chat_bench_reports_first_token_and_rate(sim_root, stage1, tmp_path, cap
     assert "time to first token" in capsys.readouterr().out
     with pytest.raises(ConfigError, match="python -m train.llm --stage 0 --preset demo"):
         chat_bench.run(_bench_args(brainllm=str(tmp_path / "missing")))
+
+
+def test_object_probe_reports_shares_of_the_test_recordings(sim_root, extractor_dir):
+    from neurochat.evaluate.probe import object_probe
+
+    result = object_probe(NSDDataset(sim_root), load_extractor(extractor_dir), steps=20)
+    assert result["n_test"] > 0 and result["n_train"] > result["n_test"] and result["objects"] > 2
+    assert 0 <= result["top1"] <= result["top2"] <= 1 and 0 <= result["train_top1"] <= 1

@@ -8,19 +8,20 @@
 Defaults: the paper's lr 2e-5 and one epoch per stage (App. C) for `paper`; for `demo`, whose tiny
 model starts from scratch, the larger steps of `neurochat.training.llm.DEMO_STAGE_SETTINGS`.
 
-Demo budget, measured on the 2-core CPU machine (Llama 4 × 256, 3.5 M parameters; batch 16;
-stage 0 blocks of 512 tokens, stages 1–2 sequences of 52 fMRI tokens + ~76 text tokens):
+Demo budget (Llama 4 × 256, 3.5 M parameters; batch 16; stage 0 blocks of 512 tokens; stages 1–2
+conversations of 52 fMRI tokens + ~55 text tokens, 107 on average, batched by length so that a batch
+pads to 108 tokens instead of 169). Stages 1 + 2, one epoch of 2,318 steps each, measured on
+2026-11-29 by `python -m train.demo_bundle --out checkpoints/demo --only llm1 llm2 --force --threads 2`
+on the 2-core machine with nothing else running:
 
-    seconds per step        2 free cores   1 thread, other core busy   steps per epoch
-    stage 0                 1.3            2.5                          179
-    stage 1 (f_t only)      0.30           0.55                         2,318
-    stage 2 (full)          0.39           0.76                         2,318
-    stage 2 (LoRA r 16)     -              0.96                         2,318
+    stage 1 (f_t only)   0.33 s/step   759 s training, 827 s with loading and caching the fMRI tokens
+    stage 2 (full)       0.45 s/step   1,041 s training, 1,098 s in all
+                                       together 32 min 8 s wall (target ≤ 45 min)
 
-  stage 0: 4 epochs = 15 min on free cores (30 min on one: use --epochs 3 there);
-  stages 1 + 2: one epoch each = 28 min on free cores; on one core, stage 1 --max-steps 1200 and one
-  epoch of stage 2 = 41 min. Plus ~30 s per run to load data and cache the fMRI tokens. With another
-  job on the machine, --threads 1 is ~3x faster than two contending threads.
+Earlier measurements (2026-11-25, a ~1.8× faster machine, random batches): stage 0 1.3 s/step on 2
+free cores, 2.5 s on one thread beside another job (156 steps per epoch now, 4 epochs); stage 2 with LoRA
+(r 16) 0.96 s/step on one thread. Stage 0 on 2026-11-29, sharing the machine: 624 steps in 2,356 s.
+With another job on the machine, --threads 1 is ~3x faster than two contending threads.
 
 Outputs (override with --out): stage 0 → the preset's LLM folder; stage 1 → PRESET/brainllm_stage1;
 stage 2 → PRESET/brainllm (what the explorer loads). Stage 1 and LoRA folders reference the base LM

@@ -4,6 +4,7 @@
     recon       the Table 2 analog; --sweep-beta adds the Fig. 5 plot and the Fig. 6 grid (Sec. 4.3)
     localize    localization AUC against the ground truth, and concept ablation (Sec. 4.4)
     caption     the Table 1 analog: captions, details, reasoning; ViT3D vs w/o ViT3D (Sec. 4.2)
+    probe       how well a linear reader names the picture's objects from the LLM's fMRI tokens (SimNSD)
     all         every one of these into one Markdown report: --out reports/
 """
 
@@ -51,6 +52,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     caption = commands.add_parser("caption", help="caption metrics (Table 1) and the LLM's routing rates")
     _dataset_options(caption)
     caption.add_argument("--per-subject", type=int, help="test images per subject (default: all)")
+    probe = commands.add_parser("probe", help="linear object probe on the extractors' fMRI tokens (SimNSD)")
+    _dataset_options(probe)
+    probe.add_argument("--extractor", action="append", help="extractor folder (repeatable; default: ViT3D and flattened)")
     for command in (recon, localize, caption):
         command.add_argument("--report", metavar="DIR", help="put these results into the report in DIR (from `all`) "
                              "and rewrite it, noting this command")  # fmt: skip
@@ -95,6 +99,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         results = _recon(args, preset, dataset, vision)
     elif args.what == "caption":
         results = _caption(args, preset, dataset, vision)
+    elif args.what == "probe":
+        from neurochat.evaluate.probe import object_probe
+        from neurochat.models.extractor import load_extractor
+
+        size = preset.patch_sizes[0]
+        folders = args.extractor or [str(preset.extractor_dir / f"{layout}_r{size}") for layout in ("vit3d", "flattened")]
+        results = {}
+        for folder in folders:
+            results[folder] = object_probe(dataset, load_extractor(folder))
+            r = results[folder]
+            print(f"{folder}: a true object is the probe's first choice in {r['top1']:.1%}, among its first two in "
+                  f"{r['top2']:.1%} of {r['n_test']} test recordings ({r['objects']} objects; {r['train_top1']:.1%} "
+                  f"on its {r['n_train']} training trials)")  # fmt: skip
     elif args.what == "all":
         from neurochat.evaluate.extractor import evaluate_extractors, extractor_folders
         from neurochat.evaluate.report import write_report

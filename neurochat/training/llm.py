@@ -79,7 +79,7 @@ class LLMTrainConfig:
 # Demo settings. A 3.5 M-parameter model trained from scratch needs far larger steps than the paper's
 # 2e-5 on a pretrained 8B model. Measured on the 2-core machine (150-step runs from one stage-1 model):
 # stage 2 full reached validation loss 0.55 at lr 1e-3 vs 0.67 at 3e-4; LoRA (r 16) 1.09 at 1e-3.
-# Epochs: stage 0 is 179 steps per epoch at batch 16, stages 1 and 2 are 2,318 (37,080 samples);
+# Epochs: stage 0 is 156 steps per epoch at batch 16, stages 1 and 2 are 2,318 (37,080 samples);
 # see train/llm.py for the time budgets.
 DEMO_STAGE_SETTINGS = {
     0: {"lr": 1e-3, "epochs": 4, "batch_size": 16},
