@@ -238,6 +238,16 @@ def test_bad_inputs_get_clear_errors(model):
         model.stream(fmri(batch=2), "Describe the image.")
 
 
+def test_a_blank_earlier_answer_does_not_stop_the_conversation(model):
+    """A small LM can answer nothing; the next question must still be answered (the explorer keeps
+    that blank turn in its history). A blank answer to train on stays refused."""
+    history = [{"role": "user", "content": "Describe the image briefly."}, {"role": "assistant", "content": ""}]
+    reply = model.generate(fmri(), history + [{"role": "user", "content": "Where is the kite?"}], max_new_tokens=4)
+    assert isinstance(reply.text, str)
+    with pytest.raises(DataError, match="empty"):
+        model.encode(history)
+
+
 def test_a_conversation_longer_than_the_context_drops_its_oldest_exchanges(model):
     messages = [{"role": "user", "content": "Describe the image briefly."}, {"role": "assistant", "content": "a kite"}]
     for i in range(12):

@@ -154,7 +154,10 @@ def check_messages(messages: Sequence[dict], tokenizer, image_token: str, *, end
             raise DataError(f"message {index} is from {role!r} where a {expected!r} turn was expected: turns alternate "
                             "user, assistant, user, ... (an optional system message first)")  # fmt: skip
         expected = "assistant" if role == "user" else "user"
-        if not content.replace(image_token, "").strip():
+        # an earlier blank answer is what the model said (a tiny or untrained LM can stop at once):
+        # keep reading the conversation; a blank question, or a blank answer to train on, is refused
+        blank_answer_in_history = role == "assistant" and index < len(messages) - 1
+        if not content.replace(image_token, "").strip() and not blank_answer_in_history:
             what = "the message" if index == len(messages) - 1 else f"message {index} ({role})"
             raise DataError(f"{what} is empty: ask something about the recording, e.g. 'Describe the image briefly.'")
         found = [t for t in control if t in content]
