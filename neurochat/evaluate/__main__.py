@@ -100,18 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.what == "caption":
         results = _caption(args, preset, dataset, vision)
     elif args.what == "probe":
-        from neurochat.evaluate.probe import object_probe
-        from neurochat.models.extractor import load_extractor
-
-        size = preset.patch_sizes[0]
-        folders = args.extractor or [str(preset.extractor_dir / f"{layout}_r{size}") for layout in ("vit3d", "flattened")]
-        results = {}
-        for folder in folders:
-            results[folder] = object_probe(dataset, load_extractor(folder))
-            r = results[folder]
-            print(f"{folder}: a true object is the probe's first choice in {r['top1']:.1%}, among its first two in "
-                  f"{r['top2']:.1%} of {r['n_test']} test recordings ({r['objects']} objects; {r['train_top1']:.1%} "
-                  f"on its {r['n_train']} training trials)")  # fmt: skip
+        results = _probe(args, preset, dataset)
     elif args.what == "all":
         from neurochat.evaluate.extractor import evaluate_extractors, extractor_folders
         from neurochat.evaluate.report import write_report
@@ -155,6 +144,21 @@ def _caption(args, preset, dataset, vision) -> dict:
     if flattened_llm is None:
         print(f"no w/o-ViT3D LLM at {flattened_dir}: its row is left out")
     return evaluate_captions(dataset, vision, main, brainllm, flattened, flattened_llm, per_subject=args.per_subject)
+
+
+def _probe(args, preset, dataset) -> dict:
+    from neurochat.evaluate.probe import object_probe
+    from neurochat.models.extractor import load_extractor
+
+    size = preset.patch_sizes[0]
+    folders = args.extractor or [str(preset.extractor_dir / f"{layout}_r{size}") for layout in ("vit3d", "flattened")]
+    results = {}
+    for folder in folders:
+        r = results[folder] = object_probe(dataset, load_extractor(folder))
+        print(f"{folder}: a true object is the probe's first choice in {r['top1']:.1%}, among its first two in "
+              f"{r['top2']:.1%} of {r['n_test']} test recordings ({r['objects']} objects; {r['train_top1']:.1%} "
+              f"on its {r['n_train']} training trials)")  # fmt: skip
+    return results
 
 
 def _recon(args, preset, dataset, vision) -> dict:
