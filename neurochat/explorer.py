@@ -307,13 +307,15 @@ class Explorer:
             sent, action = text, None
         features = self.features(state)
         messages = state.history + [{"role": "user", "content": sent}]
-        stream = self.brainllm.stream(features.fmri_tokens, messages, max_new_tokens)
+        # a reconstruction prompt lists the picture's objects: each once (see NamesEachConceptOnce)
+        distinct = self.vocabulary if action and action[0] == "reconstruct" else None
+        stream = self.brainllm.stream(features.fmri_tokens, messages, max_new_tokens, distinct_concepts=distinct)
         return ChatTurn(stream, state, sent, action, list(stream.notes))
 
     def reconstruction_prompt(self, state: TrialState, features: Features | None = None) -> str:
-        """The LLM's answer to Table 5's instruction for this recording (greedy)."""
+        """The LLM's answer to Table 5's instruction for this recording (greedy, each concept named once)."""
         features = features or self.features(state)
-        return self.brainllm.generate(features.fmri_tokens, RECONSTRUCTION_INSTRUCTION).text
+        return self.brainllm.generate(features.fmri_tokens, RECONSTRUCTION_INSTRUCTION, distinct_concepts=self.vocabulary).text
 
     # -- reconstruction ------------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from neurochat.models.brainllm import (
     IGNORE_INDEX,
     PAPER_CHAT_TEMPLATE,
     BrainLLM,
+    NamesEachConceptOnce,
     encode_conversation,
     load_brainllm,
     load_language_model,
@@ -292,3 +293,33 @@ def test_training_through_the_splice_teaches_the_model_to_read_the_fmri(lm_dir):
     model.eval()
     replies = model.generate(recordings, "Describe the image briefly.", max_new_tokens=12)
     assert [r.text for r in replies] == answers
+
+
+def test_names_each_concept_once_bans_a_named_concept_and_nothing_else(model):
+    tokenizer = model.tokenizer
+    ban = NamesEachConceptOnce(tokenizer, ["cat", "teddy bear", "dog"])
+    ban(torch.zeros((1, 0), dtype=torch.long), torch.zeros(1, len(tokenizer)))  # the first call: no answer yet
+
+    def banned(text: str) -> set[str]:
+        ids = torch.tensor([tokenizer.encode(text, add_special_tokens=False)])
+        scores = ban(ids, torch.zeros(1, len(tokenizer)))
+        return {tokenizer.decode([i]) for i in torch.nonzero(scores[0] == -float("inf")).flatten().tolist()}
+
+    assert banned("a large apple") == set()
+    assert banned("a dog on grass") == {" dog", " dogs"}  # (" Dog" takes several tokens here: its last is banned after the others)
+    assert {" cat", " dog"} <= banned("two cats and a dog,")  # the plural names the concept too
+    # a two-token name: its last token is banned only right after its first
+    assert " bear" not in banned("a teddy bear and a")
+    assert " bear" in banned("a teddy bear and a teddy")
+
+
+def test_distinct_concepts_keep_a_repeated_word_out_of_the_answer(model):
+    plain = model.generate(fmri(0), "Describe the image briefly.", max_new_tokens=150).text
+    words = re.findall(r"[a-z]+", plain.lower())
+    repeated = sorted({w for w in words if len(w) > 2 and words.count(w) > 1})
+    assert repeated, plain  # the random tiny model repeats itself
+    answer = model.generate(fmri(0), "Describe the image briefly.", max_new_tokens=150, distinct_concepts=repeated).text
+    counts = {w: len(re.findall(rf"\b{w}s?\b", answer.lower())) for w in repeated}
+    assert max(counts.values()) <= 1, (counts, answer)
+    streamed = model.stream(fmri(0), "Describe the image briefly.", max_new_tokens=150, distinct_concepts=repeated)
+    assert "".join(streamed).strip() == answer

@@ -160,7 +160,8 @@ def evaluate_bundle(out: Path, data: Path, size: str, log=print) -> dict:
     """Each component's headline numbers on the SimNSD test set, measured on this bundle.
 
     {"extractor": {model: {protocol: {clip_2way, clip_top1, vae_corr}}},
-     "llm": {"brief": {bleu1, bleu4, cider, concept_recall}, "localization_parse_rate", "reconstruction_prompt_hit_rate"},
+     "llm": {"brief": {bleu1, bleu4, cider, concept_recall}, "localization_parse_rate", "reconstruction_prompt_hit_rate",
+             "reconstruction_prompt_hit_rate_plain"},
      "decoder": {run: {protocol: {pixcorr, ssim, clip_2way}}},
      "localization": {"auc": {ensemble, single, random, gradcam}, "ablation": {...}},
      "sizes": how much of the test set was scored}
@@ -189,7 +190,8 @@ def evaluate_bundle(out: Path, data: Path, size: str, log=print) -> dict:
     captions = evaluate_captions(dataset, vision, main, brainllm, per_subject=sizes["llm_per_subject"], log=log)
     results["llm"] = {"brief": {k: captions["vit3d"]["brief"].get(k) for k in ("bleu1", "bleu4", "cider", "concept_recall")},
                       "localization_parse_rate": captions.get("localization_parse_rate"),
-                      "reconstruction_prompt_hit_rate": captions.get("reconstruction_prompt_hit_rate")}  # fmt: skip
+                      "reconstruction_prompt_hit_rate": captions.get("reconstruction_prompt_hit_rate"),
+                      "reconstruction_prompt_hit_rate_plain": captions.get("reconstruction_prompt_hit_rate_plain")}  # fmt: skip
     reconstructor = Reconstructor(load_unclip(preset))
     recon = evaluate_reconstruction(dataset, vision, reconstructor, main, flattened, brainllm, per_subject=sizes["per_subject"],
                                     steps=sizes["steps"], log=log)  # fmt: skip

@@ -100,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.what == "caption":
         results = _caption(args, preset, dataset, vision)
     elif args.what == "probe":
-        results = _probe(args, preset, dataset)
+        results = _probe(args, preset, dataset, vision)
     elif args.what == "all":
         from neurochat.evaluate.extractor import evaluate_extractors, extractor_folders
         from neurochat.evaluate.report import write_report
@@ -146,18 +146,24 @@ def _caption(args, preset, dataset, vision) -> dict:
     return evaluate_captions(dataset, vision, main, brainllm, flattened, flattened_llm, per_subject=args.per_subject)
 
 
-def _probe(args, preset, dataset) -> dict:
-    from neurochat.evaluate.probe import object_probe
+def _probe(args, preset, dataset, vision) -> dict:
+    from neurochat.data import TrialBank
+    from neurochat.evaluate.probe import object_probe, voxel_references
     from neurochat.models.extractor import load_extractor
 
     size = preset.patch_sizes[0]
     folders = args.extractor or [str(preset.extractor_dir / f"{layout}_r{size}") for layout in ("vit3d", "flattened")]
     results = {}
     for folder in folders:
-        r = results[folder] = object_probe(dataset, load_extractor(folder))
+        bundle = load_extractor(folder)
+        r = results[folder] = object_probe(dataset, bundle)
         print(f"{folder}: a true object is the probe's first choice in {r['top1']:.1%}, among its first two in "
               f"{r['top2']:.1%} of {r['n_test']} test recordings ({r['objects']} objects; {r['train_top1']:.1%} "
               f"on its {r['n_train']} training trials)")  # fmt: skip
+    r = results["voxels"] = voxel_references(dataset, TrialBank(dataset, bundle.preprocessor), vision)
+    print(f"for reference, a ridge per subject from the voxels (λ = {r['ridge']:g}) to the objects: first choice "
+          f"{r['objects']['top1']:.1%}, first two {r['objects']['top2']:.1%}; to the CLIP image embedding, then "
+          f"zero-shot with CLIP's text embeddings: {r['clip_zero_shot']['top1']:.1%} / {r['clip_zero_shot']['top2']:.1%}")  # fmt: skip
     return results
 
 

@@ -10,7 +10,8 @@ and concept recall (the share of the picture's true objects the brief answer nam
 Stanford CoreNLP, which cannot be fetched offline: it is reported as null.
 
 Also: the share of answers to `Locating the concept of "<c>"` that parse back to c, and the share
-of answers to the reconstruction instruction that name at least one true object. "w/o ViT3D" is the
+of answers to the reconstruction instruction that name at least one true object, asked as the explorer
+asks (each concept named once: `NamesEachConceptOnce`) and plain greedy beside it. "w/o ViT3D" is the
 same LLM recipe trained on the flattened-voxel extractor.
 """
 
@@ -34,7 +35,7 @@ from neurochat.language import (
     localization_instruction,
     parse_localization_answer,
 )
-from neurochat.sim.concepts import OBJECTS_BY_NAME
+from neurochat.sim.concepts import CONCEPT_NAMES, OBJECTS_BY_NAME
 
 TASKS = ("brief", "detailed", "reasoning")
 CLIP_S_WEIGHT = 2.5  # Hessel et al. (2021)
@@ -101,12 +102,13 @@ def evaluate_llm(dataset, bundle, brainllm, vision, *, per_subject: int | None =
     references = build_references(dataset)
     key = AnswerKey(dataset.root) if AnswerKey.exists(dataset.root) else None
 
-    def ask(questions: list[str]) -> list[str]:
+    def ask(questions: list[str], distinct_concepts=None) -> list[str]:
         answers = []
         for start in range(0, len(rows), batch_size):
             batch = slice(start, start + batch_size)
             conversations = [[{"role": "user", "content": q}] for q in questions[batch]]
-            replies = brainllm.generate(fmri[batch], conversations, max_new_tokens=max_new_tokens)
+            replies = brainllm.generate(fmri[batch], conversations, max_new_tokens=max_new_tokens,
+                                        distinct_concepts=distinct_concepts)  # fmt: skip
             answers += [reply.text for reply in replies]
         return answers
 
@@ -134,10 +136,14 @@ def evaluate_llm(dataset, bundle, brainllm, vision, *, per_subject: int | None =
     concepts = [references[int(i)]["localization"][0]["concept"] for i in ids]
     parsed = ask([localization_instruction(c) for c in concepts])
     results["localization_parse_rate"] = float(np.mean([parse_localization_answer(a) == c for a, c in zip(parsed, concepts)]))
-    prompts = ask([RECONSTRUCTION_INSTRUCTION] * len(rows))
+    # the prompt as the explorer asks for it (each concept named once), and plain greedy beside it
     if key is not None:
-        hit = [any(names(p, o.name) for o in key.scenes[int(i)].objects) for p, i in zip(prompts, ids)]
-        results["reconstruction_prompt_hit_rate"] = float(np.mean(hit))
+        for field, distinct in (("reconstruction_prompt_hit_rate", CONCEPT_NAMES), ("reconstruction_prompt_hit_rate_plain", None)):
+            prompts = ask([RECONSTRUCTION_INSTRUCTION] * len(rows), distinct)
+            hit = [any(names(p, o.name) for o in key.scenes[int(i)].objects) for p, i in zip(prompts, ids)]
+            results[field] = float(np.mean(hit))
+            log(f"reconstruction prompts naming a true object ({'each concept once' if distinct else 'plain greedy'}): "
+                f"{results[field]:.3f}  e.g. {prompts[0]!r}")  # fmt: skip
     return results
 
 
@@ -146,7 +152,8 @@ def evaluate_captions(dataset, vision, main, brainllm, flattened=None, flattened
     ours = evaluate_llm(dataset, main, brainllm, vision, **kwargs)
     output = {"vit3d": {t: ours[t] for t in TASKS}, "flattened": None,
               "localization_parse_rate": ours["localization_parse_rate"],
-              "reconstruction_prompt_hit_rate": ours.get("reconstruction_prompt_hit_rate")}  # fmt: skip
+              "reconstruction_prompt_hit_rate": ours.get("reconstruction_prompt_hit_rate"),
+              "reconstruction_prompt_hit_rate_plain": ours.get("reconstruction_prompt_hit_rate_plain")}  # fmt: skip
     if flattened is not None and flattened_llm is not None:
         theirs = evaluate_llm(dataset, flattened, flattened_llm, vision, **kwargs)
         output["flattened"] = {t: theirs[t] for t in TASKS}

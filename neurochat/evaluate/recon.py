@@ -23,6 +23,7 @@ import torch
 from neurochat.data import TrialBank, test_set
 from neurochat.image_metrics import backbone_metrics, clip_two_way, pixcorr, ssim
 from neurochat.language import RECONSTRUCTION_INSTRUCTION
+from neurochat.sim.concepts import CONCEPT_NAMES
 
 PROTOCOLS = ("averaged", "single")
 FIG6_BETAS = (0.0, 0.3, 0.45, 0.6, 0.75, 0.85, 0.9, 0.93, 0.96, 0.98, 1.0)  # the β values of Fig. 6
@@ -48,11 +49,13 @@ def predict_features(bundle, bank: TrialBank, ts, rows: np.ndarray, batch_size: 
     return torch.cat(clips), torch.cat(vaes), torch.cat(fmri)
 
 
-def llm_prompts(brainllm, fmri: torch.Tensor, batch_size: int = 16) -> list[str]:
-    """The LLM's reconstruction prompt a_r for each recording (greedy)."""
+def llm_prompts(brainllm, fmri: torch.Tensor, batch_size: int = 16, distinct_concepts=CONCEPT_NAMES) -> list[str]:
+    """The LLM's reconstruction prompt a_r for each recording, as the explorer asks for it: greedy,
+    each of SimNSD's concepts named at most once (`distinct_concepts=None`: plain greedy)."""
     prompts = []
     for start in range(0, len(fmri), batch_size):
-        replies = brainllm.generate(fmri[start : start + batch_size], RECONSTRUCTION_INSTRUCTION)
+        replies = brainllm.generate(fmri[start : start + batch_size], RECONSTRUCTION_INSTRUCTION,
+                                    distinct_concepts=distinct_concepts)  # fmt: skip
         prompts += [reply.text for reply in replies]
     return prompts
 

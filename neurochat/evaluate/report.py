@@ -90,7 +90,9 @@ def write_report(results: dict, folder: Path, *, preset: str, dataset: str, seco
         lines += [f"| paper (NSD) | brief | {p['bleu1']:.3f} | {p['bleu4']:.3f} | {p['meteor']:.3f} | {p['rouge_l']:.3f} | "
                   f"{p['cider']:.3f} | 0.124 | {p['clip_s']:.3f} | — |", "",
                   f"Localization answers that parse to the asked concept: {_fmt(caption.get('localization_parse_rate'), True)}; "
-                  f"reconstruction prompts naming a true object: {_fmt(caption.get('reconstruction_prompt_hit_rate'), True)}.", ""]  # fmt: skip
+                  f"reconstruction prompts naming a true object: {_fmt(caption.get('reconstruction_prompt_hit_rate'), True)} "
+                  f"as the explorer asks (each concept named once), {_fmt(caption.get('reconstruction_prompt_hit_rate_plain'), True)} "
+                  "plain greedy.", ""]  # fmt: skip
     recon = results.get("recon")
     if recon:
         lines += ["## Table 2 analog: visual reconstruction", "",

@@ -33,6 +33,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -461,9 +462,14 @@ class BrainLLM(nn.Module):
                          f"{dropped} oldest exchange(s) after the first (fMRI) turn were left out of the prompt")  # fmt: skip
         return encoded, notes
 
-    def _generate_kwargs(self, max_new_tokens: int, do_sample: bool, temperature: float, top_p: float) -> dict:
+    def _generate_kwargs(self, max_new_tokens: int, do_sample: bool, temperature: float, top_p: float,
+                         distinct_concepts: Sequence[str] | None = None) -> dict:  # fmt: skip
         kwargs = {"max_new_tokens": max_new_tokens, "do_sample": do_sample, "eos_token_id": self.stop_token_ids,
                   "pad_token_id": self.pad_token_id, "suppress_tokens": [self.image_token_id]}  # fmt: skip
+        if distinct_concepts:
+            from transformers import LogitsProcessorList
+
+            kwargs["logits_processor"] = LogitsProcessorList([NamesEachConceptOnce(self.tokenizer, distinct_concepts)])
         if do_sample:
             kwargs.update(temperature=temperature, top_p=top_p)
         else:  # greedy: clear sampling defaults a generation_config may carry (Llama-3's has some)
@@ -472,7 +478,8 @@ class BrainLLM(nn.Module):
 
     @torch.no_grad()
     def generate(self, fmri, messages, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, *, do_sample: bool = False,
-                 temperature: float = 0.7, top_p: float = 0.9, seed: int | None = None, streamer=None):  # fmt: skip
+                 temperature: float = 0.7, top_p: float = 0.9, seed: int | None = None, streamer=None,
+                 distinct_concepts: Sequence[str] | None = None):  # fmt: skip
         """Answer the last user message of `messages` about the recording `fmri`.
 
         Parameters
@@ -488,6 +495,9 @@ class BrainLLM(nn.Module):
             False: greedy (deterministic). True: temperature / nucleus sampling, seeded by `seed`.
         streamer : transformers streamer, optional
             Receives tokens as they are generated (batch of one only); see also `stream`.
+        distinct_concepts : list of str, optional
+            Concept names the answer may name once each (`NamesEachConceptOnce`): for answers that
+            list the picture's objects, such as the reconstruction prompt.
 
         Returns
         -------
@@ -499,8 +509,8 @@ class BrainLLM(nn.Module):
         inputs_embeds, attention_mask, notes, prompt_lengths = self.prepare(fmri, messages, max_new_tokens)
         if seed is not None:
             torch.manual_seed(seed)
-        output = self.lm.generate(inputs_embeds=inputs_embeds, attention_mask=attention_mask, streamer=streamer,
-                                  **self._generate_kwargs(max_new_tokens, do_sample, temperature, top_p))  # fmt: skip
+        kwargs = self._generate_kwargs(max_new_tokens, do_sample, temperature, top_p, distinct_concepts)
+        output = self.lm.generate(inputs_embeds=inputs_embeds, attention_mask=attention_mask, streamer=streamer, **kwargs)
         replies = []
         for row, ids in enumerate(output.tolist()):  # only the new tokens (generation from inputs_embeds)
             ids = _until_stop(ids, self.stop_token_ids)
@@ -509,8 +519,8 @@ class BrainLLM(nn.Module):
         return replies[0] if single else replies
 
     def stream(self, fmri, messages, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, *, do_sample: bool = False,
-               temperature: float = 0.7, top_p: float = 0.9, seed: int | None = None,
-               timeout: float | None = 300.0) -> ChatStream:  # fmt: skip
+               temperature: float = 0.7, top_p: float = 0.9, seed: int | None = None, timeout: float | None = 300.0,
+               distinct_concepts: Sequence[str] | None = None) -> ChatStream:  # fmt: skip
         """Like `generate` for one recording (T, D), but returns a `ChatStream` of text pieces."""
         from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
@@ -523,7 +533,7 @@ class BrainLLM(nn.Module):
                             f"{tuple(torch.as_tensor(fmri).shape)}")  # fmt: skip
         inputs_embeds, attention_mask, notes, _ = self.prepare(fmri, messages, max_new_tokens)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=timeout)
-        kwargs = self._generate_kwargs(max_new_tokens, do_sample, temperature, top_p)
+        kwargs = self._generate_kwargs(max_new_tokens, do_sample, temperature, top_p, distinct_concepts)
         cancelled = threading.Event()
         kwargs["stopping_criteria"] = StoppingCriteriaList([Cancelled()])
 
@@ -595,6 +605,44 @@ def _as_conversations(messages, batch: int) -> list[list[dict]]:
     if not isinstance(messages, (list, tuple)):
         raise DataError(f"messages must be a string or a list of {{'role', 'content'}} dicts, not {type(messages).__name__}")
     return [list(messages)] * batch
+
+
+class NamesEachConceptOnce:
+    """A logits processor: once the answer has named a concept, it cannot name it again.
+
+    For answers that list a picture's objects, such as the reconstruction prompt of Table 5: SimNSD's
+    scenes hold distinct objects and their prompts name each once ("two apples", never "an apple ...
+    an apple"), yet a small LM unsure of the second object tends to repeat the first. Banning the
+    repeat makes greedy decoding take its next most probable object instead. A concept counts as
+    named when the decoded answer has its singular or plural as a whole word; its spellings with a
+    leading space, lower case and capitalised, are then banned (a multi-token spelling's last token
+    after the others, as transformers' bad-words processor does).
+    """
+
+    def __init__(self, tokenizer, concepts: Sequence[str]):
+        from neurochat.language.templates import plural
+
+        self.tokenizer = tokenizer
+        self.patterns, self.spellings = {}, {}
+        for concept in dict.fromkeys(concepts):
+            forms = {concept, plural(concept)}
+            self.patterns[concept] = re.compile("|".join(rf"\b{re.escape(f)}\b" for f in sorted(forms)), re.IGNORECASE)
+            words = forms | {f[:1].upper() + f[1:] for f in forms}
+            self.spellings[concept] = [tokenizer.encode(" " + w, add_special_tokens=False) for w in sorted(words)]
+        self.prompt_length: int | None = None  # generation from embeddings passes only the new ids
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self.prompt_length is None:
+            self.prompt_length = input_ids.shape[1]
+        for row, ids in enumerate(input_ids[:, self.prompt_length :].tolist()):
+            text = self.tokenizer.decode(ids, skip_special_tokens=True)
+            for concept, pattern in self.patterns.items():
+                if not pattern.search(text):
+                    continue
+                for spelling in self.spellings[concept]:
+                    if len(spelling) == 1 or ids[len(ids) - len(spelling) + 1 :] == spelling[:-1]:
+                        scores[row, spelling[-1]] = -float("inf")
+        return scores
 
 
 def _until_stop(ids: list[int], stop_ids: Sequence[int]) -> list[int]:
