@@ -43,5 +43,6 @@ def micro_bundle(sim_root, tmp_path_factory) -> Path:
     from train.demo_bundle import main as bundle_main
 
     out = tmp_path_factory.mktemp("bundle") / "micro"
-    assert bundle_main(["--out", str(out), "--size", "micro", "--data", str(sim_root)]) == 0
+    # two stages at a time, each in its own process, as the full rebuild runs
+    assert bundle_main(["--out", str(out), "--size", "micro", "--data", str(sim_root), "--jobs", "2"]) == 0
     return out

@@ -19,6 +19,9 @@ def test_micro_chain_trains_every_stage_and_checks_the_explorer(micro_bundle):
     manifest = json.loads((micro_bundle / "manifest.json").read_text())
     assert set(manifest["stages"]) == set(STAGES)
     assert all(stage["done"] for stage in manifest["stages"].values())
+    # built with --jobs 2: each stage ran in its own process with its own log, which is not part of the bundle
+    assert {log.stem for log in (micro_bundle / "logs").glob("*.log")} == set(STAGES)
+    assert not any(name.startswith("logs/") or name.endswith(".lock") for name in manifest["files"])
     check = manifest["check"]
     assert check["picture_shape"] == [64, 64, 3] and isinstance(check["answer"], str) and check["concept"]
     files = manifest["files"]
@@ -77,3 +80,27 @@ def test_scoring_a_bundle_again_keeps_the_records_of_files_left_out_of_git(micro
     assert bundle_main(["--out", str(bundle), "--size", "micro", "--data", str(sim_root), "--only", "evaluate"]) == 0
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert manifest["files"][left_out] == record and "evaluation" in manifest
+
+
+def test_parallel_stages_wait_for_what_they_read():
+    from train.demo_bundle import stage_commands, stage_needs
+
+    plan = list(stage_commands("micro", REPO_ROOT / "unused", REPO_ROOT / "unused"))
+    assert set(STAGES) == set(plan)
+    for stage in plan:  # every stage a stage reads is planned, and planned before it
+        assert all(need in plan and plan.index(need) < plan.index(stage) for need in stage_needs(stage)), stage
+    assert stage_needs("llm1") == ["llm0", "extractor_vit3d_r7"] and stage_needs("extractor_subj05_r7") == ["vision"]
+    assert stage_needs("llm0") == [] and stage_needs("vision") == []
+
+
+def test_a_failing_stage_process_stops_the_parallel_run_and_names_its_log(tmp_path):
+    import pytest
+
+    from train.demo_bundle import run_in_parallel
+
+    out = tmp_path / "bundle"
+    base_argv = ["--out", str(out), "--size", "micro", "--data", str(tmp_path / "no_such_tree"), "--threads", "1"]
+    with pytest.raises(SystemExit, match=r"llm0 failed: see their logs in .*logs"):  # stage 0 reads the missing tree
+        run_in_parallel(["llm0", "llm1"], {"extractor_vit3d_r7"}, 2, base_argv, out / "logs")
+    assert "no_such_tree" in (out / "logs" / "llm0.log").read_text()  # the child's own error is kept there
+    assert not (out / "logs" / "llm1.log").exists()  # what waits on a failed stage never starts

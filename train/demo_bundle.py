@@ -1,7 +1,11 @@
 """Rebuild the whole demo bundle from nothing: data, every model in dependency order, a manifest.
 
-    python -m train.demo_bundle --out checkpoints/demo                 # the committed demo (hours on 2 cores)
+    python -m train.demo_bundle --out checkpoints/demo --jobs 2        # the committed demo (hours on 2 cores)
     python -m train.demo_bundle --out /tmp/micro --size micro          # the same chain in minutes (CI)
+
+With `--jobs N` up to N stages train at once, each in its own process on one thread (`--threads`),
+as soon as the stages it reads are done (`stage_needs`): on 2 cores two one-thread stages finish
+sooner than one two-thread stage after the other. Each stage's output goes to OUT/logs/STAGE.log.
 
 Stages, each resumable (a finished stage is skipped when the command runs again):
   data        SimNSD (demo size; `small` for micro)
@@ -28,6 +32,7 @@ existing bundle again without training anything).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import platform
@@ -38,6 +43,8 @@ from typing import Sequence
 from neurochat.cli import run_main
 
 MANIFEST = "manifest.json"
+LOCK = ".manifest.lock"  # held while a process updates the manifest
+LOGS = "logs"  # --jobs: one log per stage process (not part of the bundle)
 
 
 def stage_commands(size: str, out: Path, data: Path, threads: int | None = None) -> dict[str, list[tuple[str, list[str]]]]:
@@ -80,6 +87,79 @@ def stage_commands(size: str, out: Path, data: Path, threads: int | None = None)
     }
 
 
+def stage_needs(stage: str) -> list[str]:
+    """The stages whose outputs `stage` reads (the SimNSD data comes before all of them)."""
+    if stage.startswith("extractor_") or stage == "decoder":
+        return ["vision"]  # CLIP and VAE: the extractors' targets, the decoder's image embedding
+    return {"llm1": ["llm0", "extractor_vit3d_r7"], "llm2": ["llm1"],
+            "llm_flattened": ["llm0", "extractor_flattened_r7"]}.get(stage, [])  # fmt: skip
+
+
+def run_in_parallel(stages: Sequence[str], done: set[str], jobs: int, base_argv: list[str], logs: Path) -> None:
+    """Run `stages` as separate `--only STAGE` processes, at most `jobs` at a time, each as soon as
+    the stages it needs are done; the stages that others wait on go first. Each process writes its
+    own log under `logs` and records its stage in the manifest, as a single-stage run does."""
+    import subprocess
+    import sys
+
+    from neurochat.paths import REPO_ROOT
+
+    def waiting_on(stage: str) -> int:  # how many stages need this one, directly or not
+        return sum(1 for other in stages if stage in _all_needs(other))
+
+    pending = sorted(stages, key=lambda stage: -waiting_on(stage))  # stable: the plan's order among equals
+    running: dict[str, tuple[subprocess.Popen, float]] = {}
+    logs.mkdir(parents=True, exist_ok=True)
+    failed = []
+    while pending or running:
+        ready = [stage for stage in pending if all(need in done for need in stage_needs(stage))]
+        while ready and len(running) < jobs and not failed:
+            stage = ready.pop(0)
+            pending.remove(stage)
+            with open(logs / f"{stage}.log", "w") as log_file:
+                process = subprocess.Popen([sys.executable, "-m", "train.demo_bundle", *base_argv, "--only", stage],
+                                           cwd=REPO_ROOT, stdout=log_file, stderr=subprocess.STDOUT)  # fmt: skip
+            running[stage] = (process, time.perf_counter())
+            print(f"[{stage}] started (log: {logs / f'{stage}.log'})", flush=True)
+        if not running:
+            if failed:
+                break
+            raise SystemExit(f"stages {', '.join(pending)} wait on stages that are neither done nor planned")
+        time.sleep(1.0)
+        for stage, (process, started) in list(running.items()):
+            if process.poll() is None:
+                continue
+            del running[stage]
+            if process.returncode:
+                failed.append(stage)
+                print(f"[{stage}] failed with exit code {process.returncode}: see {logs / f'{stage}.log'}", flush=True)
+            else:
+                done.add(stage)
+                print(f"[{stage}] done in {time.perf_counter() - started:.0f} s", flush=True)
+    if failed:
+        raise SystemExit(f"stage(s) {', '.join(failed)} failed: see their logs in {logs}; run the command again to resume")
+
+
+def _all_needs(stage: str) -> set[str]:
+    needs = set(stage_needs(stage))
+    for need in list(needs):
+        needs |= _all_needs(need)
+    return needs
+
+
+@contextlib.contextmanager
+def _locked(out: Path):
+    """Hold OUT/.manifest.lock while reading and writing the manifest (stages may finish together)."""
+    import fcntl
+
+    with open(out / LOCK, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def _portable(text: str) -> str:
     """Paths inside the repository written relative to it, so the manifest reads the same anywhere."""
     from neurochat.paths import REPO_ROOT
@@ -90,8 +170,9 @@ def _portable(text: str) -> str:
 def file_records(out: Path) -> dict[str, dict]:
     records = {}
     for path in sorted(out.rglob("*")):
-        if path.is_file() and path.name != MANIFEST and "training_state" not in path.parts:
-            records[str(path.relative_to(out))] = {
+        relative = path.relative_to(out)
+        if path.is_file() and path.name not in (MANIFEST, LOCK) and not {"training_state", LOGS} & set(relative.parts):
+            records[str(relative)] = {
                 "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
                 "bytes": path.stat().st_size,
             }
@@ -228,7 +309,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data", help="SimNSD tree to train on (default: the cached one of this size)")
     parser.add_argument("--only", nargs="+", help="run only these stages")
     parser.add_argument("--force", action="store_true", help="run stages again even if done")
-    parser.add_argument("--threads", type=int, help="torch threads per training run (1 when two bundles share the CPU)")
+    parser.add_argument("--threads", type=int, help="torch threads per training run (default with --jobs: 1)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="train up to this many stages at once, each in its own process (2 on 2 cores)")  # fmt: skip
     parser.add_argument("--compare", metavar="MANIFEST", help="print the evaluation beside this manifest's (e.g. the committed one)")
     args = parser.parse_args(argv)
 
@@ -241,14 +324,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     manifest_path = out / MANIFEST
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
     manifest.setdefault("stages", {})
-    manifest.update({"command": f"python -m train.demo_bundle --out {args.out} --size {args.size}", "size": args.size,
+    jobs = f" --jobs {args.jobs}" if args.jobs > 1 else ""
+    manifest.update({"command": f"python -m train.demo_bundle --out {args.out} --size {args.size}{jobs}", "size": args.size,
                      "machine": {"platform": platform.platform(), "python": platform.python_version()}})  # fmt: skip
 
     started = time.perf_counter()
     data = Path(args.data) if args.data else ensure_simnsd("small" if args.size == "micro" else "demo")
     manifest["data"] = _portable(str(data))
-    plan = stage_commands(args.size, out, data, args.threads)
-    for stage, runs in plan.items():
+    if args.jobs < 1:
+        raise SystemExit(f"--jobs {args.jobs}: give 1 or more stages at a time")
+    threads = args.threads or (1 if args.jobs > 1 else None)
+    plan = stage_commands(args.size, out, data, threads)
+    if args.jobs > 1:
+        done = {stage for stage in plan if manifest["stages"].get(stage, {}).get("done") and not args.force}
+        todo = [stage for stage in plan if stage not in done and (not args.only or stage in args.only)]
+        base_argv = ["--out", str(out), "--size", args.size, "--data", str(data), "--threads", str(threads),
+                     *(["--force"] if args.force else [])]  # fmt: skip
+        run_in_parallel(todo, done, args.jobs, base_argv, out / LOGS)
+        if manifest_path.exists():  # the stage processes recorded themselves there
+            manifest["stages"] = json.loads(manifest_path.read_text()).get("stages", {})
+        plan_to_run = {}
+    else:
+        plan_to_run = plan
+    ran: dict[str, dict] = {}  # the stages this process trained: on disk, other processes' records win for the rest
+    for stage, runs in plan_to_run.items():
         if args.only and stage not in args.only:
             continue
         if manifest["stages"].get(stage, {}).get("done") and not args.force:
@@ -262,13 +361,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise SystemExit(f"[{stage}] {module} failed with exit code {code}")
         entry = {"done": True, "seconds": round(time.perf_counter() - stage_started, 1),
                  "commands": [_portable(f"python -m {m} {' '.join(a)}") for m, a in runs]}  # fmt: skip
-        # read the file again: another bundle process may be running other stages into the same folder
-        on_disk = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
-        manifest["stages"] = {**on_disk.get("stages", {}), **manifest["stages"], stage: entry}
-        manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+        # read the file again under a lock: other bundle processes may be running other stages into this folder
+        with _locked(out):
+            on_disk = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+            ran[stage] = entry
+            manifest["stages"] = {**manifest["stages"], **on_disk.get("stages", {}), **ran}
+            manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
 
     if manifest_path.exists():
-        manifest["stages"] = {**json.loads(manifest_path.read_text()).get("stages", {}), **manifest["stages"]}
+        manifest["stages"] = {**manifest["stages"], **json.loads(manifest_path.read_text()).get("stages", {}), **ran}
     trained = set(plan) <= {name for name, entry in manifest["stages"].items() if entry.get("done")}
     if "pack" in (args.only or []) or (trained and not args.only):
         packed = store_half_precision(out)
@@ -299,7 +400,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     manifest["files"] = records
     manifest["total_bytes"] = sum(f["bytes"] for f in manifest["files"].values())
     manifest["seconds_this_run"] = round(time.perf_counter() - started, 1)
-    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    with _locked(out):  # keep the stages that parallel stage processes recorded meanwhile
+        if manifest_path.exists():
+            manifest["stages"] = {**manifest["stages"], **json.loads(manifest_path.read_text()).get("stages", {}), **ran}
+        manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
     print(f"bundle at {out}: {manifest['total_bytes'] / 1e6:.1f} MB in {len(manifest['files'])} files")
     return 0
 
