@@ -323,3 +323,22 @@ def test_viz_figures_are_bounded_and_honest_without_an_mni_transform(ui, session
     assert native.exists() and mni is None
     strip = viz.image_strip([np.zeros((64, 64, 3), np.uint8)] * 2, ["a", "b"])
     assert strip.ndim == 3 and strip.shape[1] > 1.8 * strip.shape[0]  # side by side, under their labels
+
+
+def test_the_reconstruction_prompt_names_each_concept_once(explorer, monkeypatch):
+    """The explorer asks the LLM for a_r with the concept vocabulary banned from repeating."""
+    asked = []
+    for method in ("generate", "stream"):
+        original = getattr(explorer.brainllm, method)
+
+        def spy(*args, _original=original, **kwargs):
+            asked.append(kwargs.get("distinct_concepts"))
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(explorer.brainllm, method, spy)
+    subject = explorer.subjects[0]
+    state = explorer.select(subject, explorer.trial_choices(subject)[0].nsd_id)
+    explorer.reconstruction_prompt(state)
+    "".join(explorer.chat(state, "Reconstruct the image"))
+    "".join(explorer.chat(state, "Describe the image concisely."))
+    assert asked == [explorer.vocabulary, explorer.vocabulary, None] and "cat" in explorer.vocabulary
