@@ -616,7 +616,8 @@ class NamesEachConceptOnce:
     repeat makes greedy decoding take its next most probable object instead. A concept counts as
     named when the decoded answer has its singular or plural as a whole word; its spellings with a
     leading space, lower case and capitalised, are then banned (a multi-token spelling's last token
-    after the others, as transformers' bad-words processor does).
+    after the others, as transformers' bad-words processor does). A name inside another counts as
+    named too ("dog" in "hot dog"), as it does for the evaluation's `names`.
     """
 
     def __init__(self, tokenizer, concepts: Sequence[str]):
