@@ -91,6 +91,9 @@ def test_parallel_stages_wait_for_what_they_read():
         assert all(need in plan and plan.index(need) < plan.index(stage) for need in stage_needs(stage)), stage
     assert stage_needs("llm1") == ["llm0", "extractor_vit3d_r7"] and stage_needs("extractor_subj05_r7") == ["vision"]
     assert stage_needs("llm0") == [] and stage_needs("vision") == []
+    # every run of every stage keeps to the threads it is given (two one-thread lanes on two cores)
+    runs = [argv for stage in stage_commands("demo", REPO_ROOT / "unused", REPO_ROOT / "unused", 1).values() for _, argv in stage]
+    assert all(argv[argv.index("--threads") + 1] == "1" for argv in runs if "--threads" in argv) and all("--threads" in a for a in runs)
 
 
 def test_a_failing_stage_process_stops_the_parallel_run_and_names_its_log(tmp_path):

@@ -62,7 +62,7 @@ def stage_commands(size: str, out: Path, data: Path, threads: int | None = None)
     extractors["extractor_flattened_r7"] = ["--layout", "flattened", "--out", str(out / "extractor" / "flattened_r7")]
     for subject in ("subj01", "subj02", "subj05", "subj07"):
         extractors[f"extractor_{subject}_r7"] = ["--subject", subject, "--out", str(out / "extractor" / "subject_specific_r7" / subject)]
-    vision = ["--out", str(out), "--no-progress"] + (["--clip-steps", "3", "--vae-steps", "3", "--pool-size", "128", "--eval-size", "64",
+    vision = ["--out", str(out), "--no-progress", *thread_option] + (["--clip-steps", "3", "--vae-steps", "3", "--pool-size", "128", "--eval-size", "64",
                                                        "--clip-batch-size", "16", "--vae-batch-size", "8"] if micro else [])
     decoder = ["--out", str(out / "unclip"), "--clip", str(out / "clip"), "--no-progress", *thread_option] + (["--tiny", "--steps", "2", "--pool-size", "64", "--batch-size", "8"] if micro
                                                                                                    # a safety net: the cosine schedule is sized for ~30 min on one core
