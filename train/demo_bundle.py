@@ -160,6 +160,13 @@ def _locked(out: Path):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def _merged_stages(manifest_path: Path, stages: dict, ran: dict) -> dict:
+    """The stage records to write: ours, then what is on disk (other bundle processes may have
+    recorded stages meanwhile), then the stages this process trained, which win."""
+    on_disk = json.loads(manifest_path.read_text()).get("stages", {}) if manifest_path.exists() else {}
+    return {**stages, **on_disk, **ran}
+
+
 def _portable(text: str) -> str:
     """Paths inside the repository written relative to it, so the manifest reads the same anywhere."""
     from neurochat.paths import REPO_ROOT
@@ -363,13 +370,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                  "commands": [_portable(f"python -m {m} {' '.join(a)}") for m, a in runs]}  # fmt: skip
         # read the file again under a lock: other bundle processes may be running other stages into this folder
         with _locked(out):
-            on_disk = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
             ran[stage] = entry
-            manifest["stages"] = {**manifest["stages"], **on_disk.get("stages", {}), **ran}
+            manifest["stages"] = _merged_stages(manifest_path, manifest["stages"], ran)
             manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
 
-    if manifest_path.exists():
-        manifest["stages"] = {**manifest["stages"], **json.loads(manifest_path.read_text()).get("stages", {}), **ran}
+    manifest["stages"] = _merged_stages(manifest_path, manifest["stages"], ran)
     trained = set(plan) <= {name for name, entry in manifest["stages"].items() if entry.get("done")}
     if "pack" in (args.only or []) or (trained and not args.only):
         packed = store_half_precision(out)
@@ -401,8 +406,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     manifest["total_bytes"] = sum(f["bytes"] for f in manifest["files"].values())
     manifest["seconds_this_run"] = round(time.perf_counter() - started, 1)
     with _locked(out):  # keep the stages that parallel stage processes recorded meanwhile
-        if manifest_path.exists():
-            manifest["stages"] = {**manifest["stages"], **json.loads(manifest_path.read_text()).get("stages", {}), **ran}
+        manifest["stages"] = _merged_stages(manifest_path, manifest["stages"], ran)
         manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
     print(f"bundle at {out}: {manifest['total_bytes'] / 1e6:.1f} MB in {len(manifest['files'])} files")
     return 0
