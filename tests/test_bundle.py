@@ -96,6 +96,17 @@ def test_parallel_stages_wait_for_what_they_read():
     assert all(argv[argv.index("--threads") + 1] == "1" for argv in runs if "--threads" in argv) and all("--threads" in a for a in runs)
 
 
+def test_stages_start_by_how_many_wait_on_them_then_longest_first():
+    from train.demo_bundle import ONE_THREAD_SECONDS, stage_commands, start_order
+
+    plan = list(stage_commands("demo", REPO_ROOT / "unused", REPO_ROOT / "unused"))
+    assert set(ONE_THREAD_SECONDS) == set(plan)  # a new stage needs its cost, or it would start last
+    order = start_order(plan)
+    assert order[:3] == ["vision", "llm0", "extractor_vit3d_r7"]  # what most stages wait on
+    # among the stages nothing waits on, the decoder (longest) goes before r = 6 and the subject models
+    assert order.index("decoder") < order.index("extractor_vit3d_r6") < order.index("extractor_subj01_r7")
+
+
 def test_a_failing_stage_process_stops_the_parallel_run_and_names_its_log(tmp_path):
     import pytest
 

@@ -95,19 +95,33 @@ def stage_needs(stage: str) -> list[str]:
             "llm_flattened": ["llm0", "extractor_flattened_r7"]}.get(stage, [])  # fmt: skip
 
 
+# One-thread seconds of each demo stage on the 2-core machine of 2026-11-29, measured or projected
+# from measured seconds per step (README, "Training the demo"). Only the start order uses them.
+ONE_THREAD_SECONDS = {"vision": 3700, "llm0": 2706, "decoder": 2750, "extractor_vit3d_r7": 2650, "extractor_vit3d_r5": 2280,
+                      "llm_flattened": 2363, "llm2": 1700, "extractor_vit3d_r6": 1670, "extractor_flattened_r7": 1370,
+                      "llm1": 1353, **{f"extractor_{s}_r7": 680 for s in ("subj01", "subj02", "subj05", "subj07")}}  # fmt: skip
+
+
+def start_order(stages: Sequence[str]) -> list[str]:
+    """The order in which ready stages start: those that more stages wait on (directly or not) first;
+    among equals the longest, so that the lanes finish close together."""
+
+    def waiting_on(stage: str) -> int:
+        return sum(1 for other in stages if stage in _all_needs(other))
+
+    return sorted(stages, key=lambda stage: (-waiting_on(stage), -ONE_THREAD_SECONDS.get(stage, 0)))
+
+
 def run_in_parallel(stages: Sequence[str], done: set[str], jobs: int, base_argv: list[str], logs: Path) -> None:
     """Run `stages` as separate `--only STAGE` processes, at most `jobs` at a time, each as soon as
-    the stages it needs are done; the stages that others wait on go first. Each process writes its
+    the stages it needs are done, in `start_order`. Each process writes its
     own log under `logs` and records its stage in the manifest, as a single-stage run does."""
     import subprocess
     import sys
 
     from neurochat.paths import REPO_ROOT
 
-    def waiting_on(stage: str) -> int:  # how many stages need this one, directly or not
-        return sum(1 for other in stages if stage in _all_needs(other))
-
-    pending = sorted(stages, key=lambda stage: -waiting_on(stage))  # stable: the plan's order among equals
+    pending = start_order(stages)
     running: dict[str, tuple[subprocess.Popen, float]] = {}
     logs.mkdir(parents=True, exist_ok=True)
     failed = []
