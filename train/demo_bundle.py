@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Sequence
 
 from neurochat.cli import run_main
+from neurochat.sim.config import SUBJECTS
 
 MANIFEST = "manifest.json"
 LOCK = ".manifest.lock"  # held while a process updates the manifest
@@ -60,7 +61,7 @@ def stage_commands(size: str, out: Path, data: Path, threads: int | None = None)
         epochs = [] if r == 7 or micro else ["--epochs", "10"]
         extractors[f"extractor_vit3d_r{r}"] = ["--patch-size", str(r), *epochs, "--out", str(out / "extractor" / f"vit3d_r{r}")]
     extractors["extractor_flattened_r7"] = ["--layout", "flattened", "--out", str(out / "extractor" / "flattened_r7")]
-    for subject in ("subj01", "subj02", "subj05", "subj07"):
+    for subject in SUBJECTS:  # the "w/o C_Subj" models, one per SimNSD subject
         extractors[f"extractor_{subject}_r7"] = ["--subject", subject, "--out", str(out / "extractor" / "subject_specific_r7" / subject)]
     vision = ["--out", str(out), "--no-progress", *thread_option] + (["--clip-steps", "3", "--vae-steps", "3", "--pool-size", "128", "--eval-size", "64",
                                                        "--clip-batch-size", "16", "--vae-batch-size", "8"] if micro else [])
@@ -99,17 +100,18 @@ def stage_needs(stage: str) -> list[str]:
 # from measured seconds per step (README, "Training the demo"). Only the start order uses them.
 ONE_THREAD_SECONDS = {"vision": 3700, "llm0": 2706, "decoder": 2750, "extractor_vit3d_r7": 2650, "extractor_vit3d_r5": 2280,
                       "llm_flattened": 2363, "llm2": 1700, "extractor_vit3d_r6": 1670, "extractor_flattened_r7": 1370,
-                      "llm1": 1353, **{f"extractor_{s}_r7": 680 for s in ("subj01", "subj02", "subj05", "subj07")}}  # fmt: skip
+                      "llm1": 1353, **{f"extractor_{s}_r7": 680 for s in SUBJECTS}}  # fmt: skip
+
+
+def waiting_on(stage: str, stages: Sequence[str]) -> int:
+    """How many of `stages` need `stage`, directly or not."""
+    return sum(1 for other in stages if stage in _all_needs(other))
 
 
 def start_order(stages: Sequence[str]) -> list[str]:
-    """The order in which ready stages start: those that more stages wait on (directly or not) first;
-    among equals the longest, so that the lanes finish close together."""
-
-    def waiting_on(stage: str) -> int:
-        return sum(1 for other in stages if stage in _all_needs(other))
-
-    return sorted(stages, key=lambda stage: (-waiting_on(stage), -ONE_THREAD_SECONDS.get(stage, 0)))
+    """The order in which ready stages start: those that more stages wait on first; among equals
+    the longest, so that the lanes finish close together."""
+    return sorted(stages, key=lambda stage: (-waiting_on(stage, stages), -ONE_THREAD_SECONDS.get(stage, 0)))
 
 
 def run_in_parallel(stages: Sequence[str], done: set[str], jobs: int, base_argv: list[str], logs: Path) -> None:

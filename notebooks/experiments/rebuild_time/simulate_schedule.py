@@ -9,7 +9,8 @@ with the cuts the issue note weighs (r = 7 extractors 15 epochs instead of 30, t
 
 from pathlib import Path
 
-from train.demo_bundle import ONE_THREAD_SECONDS, _all_needs, stage_commands, stage_needs, start_order
+from neurochat.sim.config import SUBJECTS
+from train.demo_bundle import ONE_THREAD_SECONDS, stage_commands, stage_needs, start_order, waiting_on
 
 PLAN = list(stage_commands("demo", Path("unused"), Path("unused")))
 
@@ -30,7 +31,7 @@ def finish_time(order: list[str], seconds: dict[str, float], lanes: int = 2) -> 
 
 
 def report(name: str, seconds: dict[str, float]) -> None:
-    plan_order = sorted(PLAN, key=lambda stage: -sum(1 for other in PLAN if stage in _all_needs(other)))
+    plan_order = sorted(PLAN, key=lambda stage: -waiting_on(stage, PLAN))  # the rule before start_order
     print(f"{name}: {sum(seconds.values()):,.0f} s of one-thread work; two lanes: plan order "
           f"{finish_time(plan_order, seconds) / 3600:.2f} h, start_order {finish_time(start_order(PLAN), seconds) / 3600:.2f} h "
           f"(at best {sum(seconds.values()) / 2 / 3600:.2f} h)")
@@ -38,7 +39,7 @@ def report(name: str, seconds: dict[str, float]) -> None:
 
 report("recipes now", ONE_THREAD_SECONDS)
 cut = dict(ONE_THREAD_SECONDS)
-for stage in ("extractor_vit3d_r7", "extractor_flattened_r7", *(f"extractor_{s}_r7" for s in ("subj01", "subj02", "subj05", "subj07"))):
+for stage in ("extractor_vit3d_r7", "extractor_flattened_r7", *(f"extractor_{s}_r7" for s in SUBJECTS)):
     cut[stage] /= 2  # 15 epochs instead of 30
 cut["decoder"] -= 900  # capped at 1,800 s
 cut["extractor_vit3d_r5"] *= 0.8  # 8 epochs instead of 10
