@@ -77,6 +77,19 @@ def test_the_training_attention_path_equals_sdpa(preprocessor):
     torch.testing.assert_close(written_out.penultimate, expected.penultimate, rtol=1e-5, atol=1e-5)
 
 
+def test_the_last_layer_computes_only_the_cls_row_and_it_is_the_full_layers(preprocessor):
+    """Eq. 2 reads h₀ only, so the last layer computes just that row; it must be the full layer's."""
+    model = tiny(preprocessor)
+    tokens = torch.randn(3, model.config.n_tokens, model.config.token_dim)
+    x = torch.randn(3, 1 + model.config.n_tokens, model.config.hidden)
+    last = model.blocks[-1]
+    torch.testing.assert_close(last(x, outputs=1), last(x)[:, :1], rtol=1e-5, atol=1e-6)
+    with torch.no_grad():
+        output = model(tokens)
+        full = model.norm(last(output.penultimate))[:, 0]  # the whole last layer, then its CLS row
+    torch.testing.assert_close(output.clip, model.clip_head(full), rtol=1e-5, atol=1e-6)
+
+
 def test_eq2_against_a_hand_computation():
     output = ExtractorOutput(
         clip=torch.tensor([[1.0, 2.0]]), vae=torch.tensor([[[[0.0, 4.0]]]]), penultimate=torch.zeros(1, 1, 1)
