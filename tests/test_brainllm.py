@@ -295,6 +295,39 @@ def test_training_through_the_splice_teaches_the_model_to_read_the_fmri(lm_dir):
     assert [r.text for r in replies] == answers
 
 
+@pytest.mark.parametrize("lora", [False, True])
+def test_the_answer_only_loss_equals_the_lms_own_loss_and_gradients(lm_dir, lora):
+    """Training computes logits only at answer positions; loss and gradients must be the LM's own."""
+    model = BrainLLM.from_language_model(lm_dir, FMRI_HIDDEN, FMRI_TOKENS, seed=0)
+    if lora:
+        model.add_lora(r=4, alpha=8, dropout=0.0)  # peft freezes the base weights; adapters train
+    else:
+        model.lm.requires_grad_(True)
+    model.projector.requires_grad_(True)
+    recordings = fmri(3, batch=2)
+    encoded = [model.encode(conversation("Describe the image briefly.", a)) for a in ("a red kite", "two dogs on a beach")]
+    length = max(len(e.input_ids) for e in encoded)
+    input_ids = torch.full((2, length), model.pad_token_id)
+    labels = torch.full((2, length), IGNORE_INDEX)
+    mask = torch.zeros((2, length), dtype=torch.long)
+    for row, e in enumerate(encoded):
+        input_ids[row, : len(e.input_ids)] = torch.tensor(e.input_ids)
+        labels[row, : len(e.labels)] = torch.tensor(e.labels)
+        mask[row, : len(e.input_ids)] = 1
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    assert any("lora" in name for name, p in model.named_parameters() if p.requires_grad) == lora
+
+    def loss_and_gradients(loss):
+        return loss.detach(), torch.autograd.grad(loss, trainable)
+
+    ours = loss_and_gradients(model(input_ids, mask, recordings, labels=labels).loss)
+    theirs = loss_and_gradients(model.lm(inputs_embeds=model.embed(input_ids, recordings), attention_mask=mask,
+                                         labels=labels).loss)  # fmt: skip
+    torch.testing.assert_close(ours[0], theirs[0], rtol=1e-5, atol=1e-6)
+    for mine, reference in zip(ours[1], theirs[1]):
+        torch.testing.assert_close(mine, reference, rtol=1e-4, atol=1e-6)
+
+
 def test_names_each_concept_once_bans_a_named_concept_and_nothing_else(model):
     tokenizer = model.tokenizer
     ban = NamesEachConceptOnce(tokenizer, ["cat", "teddy bear", "dog"])

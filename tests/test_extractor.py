@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from neurochat.bench.__main__ import main as bench_main
+from neurochat.bench.training import whole_last_layer_forward
 from neurochat.data import build_preprocessor
 from neurochat.errors import DataError
 from neurochat.models.extractor import (
@@ -88,6 +89,11 @@ def test_the_last_layer_computes_only_the_cls_row_and_it_is_the_full_layers(prep
         output = model(tokens)
         full = model.norm(last(output.penultimate))[:, 0]  # the whole last layer, then its CLS row
     torch.testing.assert_close(output.clip, model.clip_head(full), rtol=1e-5, atol=1e-6)
+    # `python -m neurochat.bench training` times this whole-layer forward against the model's own
+    with torch.no_grad():
+        reference = whole_last_layer_forward(model, tokens)
+    torch.testing.assert_close(reference.clip, output.clip, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(reference.vae, output.vae, rtol=1e-5, atol=1e-6)
 
 
 def test_eq2_against_a_hand_computation():

@@ -22,6 +22,7 @@ BENCHMARKS = {
     "recon": "neurochat.bench.recon",
     "localize": "neurochat.bench.localize",
     "app": "neurochat.bench.app",
+    "training": "neurochat.bench.training",
 }
 
 

@@ -390,10 +390,21 @@ class BrainLLM(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, fmri: torch.Tensor,
                 labels: torch.Tensor | None = None):  # fmt: skip
-        """The LM's output on the spliced sequence; with `labels`, `.loss` is Eq. 3's negative log-likelihood
-        of the answers (mean over answer tokens)."""
+        """The LM's output on the spliced sequence; with `labels`, only `.loss`: Eq. 3's negative
+        log-likelihood of the answers (mean over answer tokens, as the LM's own loss computes it)."""
+        from transformers.modeling_outputs import CausalLMOutput
+
         inputs_embeds = self.embed(input_ids, fmri)
-        return self.lm(inputs_embeds=inputs_embeds, attention_mask=attention_mask, labels=labels)
+        if labels is None:
+            return self.lm(inputs_embeds=inputs_embeds, attention_mask=attention_mask)
+        # Eq. 3 needs logits only where an answer token is predicted, not at the fMRI and prompt
+        # positions; the LM head (a quarter of the demo LM's work per token) runs on those rows alone.
+        hidden = self.lm.get_decoder()(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
+                                       use_cache=False).last_hidden_state  # fmt: skip
+        targets = labels[:, 1:]  # position i predicts token i + 1
+        answer = targets != IGNORE_INDEX
+        logits = self.lm.get_output_embeddings()(hidden[:, :-1][answer]).float()
+        return CausalLMOutput(loss=nn.functional.cross_entropy(logits, targets[answer]))
 
     def check_fmri(self, fmri) -> torch.Tensor:
         """fMRI hidden states (T, D) or (B, T, D) as a (B, T, D) tensor, or a DataError naming the
