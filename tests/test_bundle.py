@@ -10,7 +10,7 @@ import sys
 
 from neurochat.paths import REPO_ROOT
 
-STAGES = ["vision", "extractor_vit3d_r7", "extractor_vit3d_r6", "extractor_vit3d_r5", "extractor_flattened_r7",
+STAGES = ["vision_clip", "vision_vae", "vision", "extractor_vit3d_r7", "extractor_vit3d_r6", "extractor_vit3d_r5", "extractor_flattened_r7",
           "extractor_subj01_r7", "extractor_subj02_r7", "extractor_subj05_r7", "extractor_subj07_r7",
           "decoder", "llm0", "llm1", "llm2", "llm_flattened"]  # fmt: skip
 
@@ -90,7 +90,8 @@ def test_parallel_stages_wait_for_what_they_read():
     for stage in plan:  # every stage a stage reads is planned, and planned before it
         assert all(need in plan and plan.index(need) < plan.index(stage) for need in stage_needs(stage)), stage
     assert stage_needs("llm1") == ["llm0", "extractor_vit3d_r7"] and stage_needs("extractor_subj05_r7") == ["vision"]
-    assert stage_needs("llm0") == [] and stage_needs("vision") == []
+    assert stage_needs("llm0") == [] and stage_needs("vision") == ["vision_clip", "vision_vae"]
+    assert stage_needs("vision_clip") == stage_needs("vision_vae") == []  # CLIP and VAE train side by side
     # every run of every stage keeps to the threads it is given (two one-thread lanes on two cores)
     runs = [argv for stage in stage_commands("demo", REPO_ROOT / "unused", REPO_ROOT / "unused", 1).values() for _, argv in stage]
     assert all(argv[argv.index("--threads") + 1] == "1" for argv in runs if "--threads" in argv) and all("--threads" in a for a in runs)
@@ -102,7 +103,7 @@ def test_stages_start_by_how_many_wait_on_them_then_longest_first():
     plan = list(stage_commands("demo", REPO_ROOT / "unused", REPO_ROOT / "unused"))
     assert set(ONE_THREAD_SECONDS) == set(plan)  # a new stage needs its cost, or it would start last
     order = start_order(plan)
-    assert order[:3] == ["vision", "llm0", "extractor_vit3d_r7"]  # what most stages wait on
+    assert order[:5] == ["vision_vae", "vision_clip", "vision", "llm0", "extractor_vit3d_r7"]  # what most stages wait on
     # among the stages nothing waits on, the decoder (longest) goes before r = 6 and the subject models
     assert order.index("decoder") < order.index("extractor_vit3d_r6") < order.index("extractor_subj01_r7")
 

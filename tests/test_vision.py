@@ -26,7 +26,8 @@ from neurochat.training.vision import (
     build_vae,
     multi_positive_contrastive_loss,
     sample_texts,
-    save_demo_vision,
+    save_clip_parts,
+    save_vae,
     tokenizer_corpus,
 )
 
@@ -54,7 +55,8 @@ def weights_root(tmp_path_factory, tiny_pool) -> Path:
     vae.register_to_config(scaling_factor=TINY_SCALING_FACTOR)
     preprocessing = ClipPreprocessing(32, 32, 32, TINY_MEAN, TINY_STD)
     built = tmp_path_factory.mktemp("built")
-    clip_dir, unclip_dir = save_demo_vision(built, clip, tokenizer, preprocessing, vae)
+    clip_dir, unclip_dir = save_clip_parts(built, clip, tokenizer, preprocessing), built / "unclip"
+    save_vae(built, vae)
 
     root = tmp_path_factory.mktemp("weights")
     shutil.copytree(clip_dir, root / PAPER_HUB_IDS["clip"])
@@ -268,6 +270,17 @@ def test_training_entry_point_smoke(tmp_path):
         data = (out / relative).read_bytes()
         assert hashlib.sha256(data).hexdigest() == record["sha256"] and len(data) == record["bytes"]
     assert "unclip/vae/diffusion_pytorch_model.safetensors" in manifest["files"]
+
+    # the parts alone, one process each (what `train.demo_bundle --jobs 2` runs), train the same weights
+    parted = tmp_path / "parted"
+    argv_parted = [parted.as_posix() if a == str(out) else a for a in argv]
+    with pytest.raises(ConfigError, match=r"vision_parts/clip.json is missing: train that part first"):
+        main([*argv_parted, "--part", "finish"])
+    for part in ("vae", "clip", "finish"):
+        assert main([*argv_parted, "--part", part]) == 0
+    parted_files = json.loads((parted / MANIFEST).read_text())["files"]
+    assert {name: r["sha256"] for name, r in parted_files.items() if name.endswith(".safetensors")} == \
+        {name: r["sha256"] for name, r in manifest["files"].items() if name.endswith(".safetensors")}
 
     encoders = VisionEncoders.from_preset(get_preset("demo", weights=out))
     assert encoders.latent_shape == (4, 16, 16) and encoders.clip_dim == ClipConfig().projection_dim

@@ -9,7 +9,8 @@ sooner than one two-thread stage after the other. Each stage's output goes to OU
 
 Stages, each resumable (a finished stage is skipped when the command runs again):
   data        SimNSD (demo size; `small` for micro)
-  vision      CLIP and VAE on pool pictures                 (train/vision.py)
+  vision_clip, vision_vae   CLIP and VAE on pool pictures, side by side   (train/vision.py --part)
+  vision      both measured on held-out pool pictures, the vision manifest
   extractor_* ViT3D r = 7, 6, 5 (the localization ensemble), the flattened "w/o ViT3D" baseline and
               the four "w/o C_Subj" subject models, one stage each   (train/extractor.py)
   decoder     the UnCLIP UNet                               (train/unclip.py)
@@ -71,7 +72,10 @@ def stage_commands(size: str, out: Path, data: Path, threads: int | None = None)
     llm_quick = ["--max-steps", "2"] if micro else []
     llm = ["--preset", "demo", *weights, *nsd, "--no-progress", *thread_option]
     return {
-        "vision": [("train.vision", vision)],
+        # CLIP and VAE train side by side (--jobs 2), then one short stage measures both
+        "vision_clip": [("train.vision", [*vision, "--part", "clip"])],
+        "vision_vae": [("train.vision", [*vision, "--part", "vae"])],
+        "vision": [("train.vision", [*vision, "--part", "finish"])],
         **{name: [("train.extractor", ["--preset", "demo", *weights, *nsd, *quick_extractor, "--no-progress", *thread_option, *extra])]
            for name, extra in extractors.items()},
         "decoder": [("train.unclip", decoder)],
@@ -92,15 +96,18 @@ def stage_needs(stage: str) -> list[str]:
     """The stages whose outputs `stage` reads (the SimNSD data comes before all of them)."""
     if stage.startswith("extractor_") or stage == "decoder":
         return ["vision"]  # CLIP and VAE: the extractors' targets, the decoder's image embedding
-    return {"llm1": ["llm0", "extractor_vit3d_r7"], "llm2": ["llm1"],
+    return {"vision": ["vision_clip", "vision_vae"], "llm1": ["llm0", "extractor_vit3d_r7"], "llm2": ["llm1"],
             "llm_flattened": ["llm0", "extractor_flattened_r7"]}.get(stage, [])  # fmt: skip
 
 
-# One-thread seconds of each demo stage on the 2-core machine of 2026-11-29, measured or projected
-# from measured seconds per step (README, "Training the demo"). Only the start order uses them.
-ONE_THREAD_SECONDS = {"vision": 3700, "llm0": 2706, "decoder": 2750, "extractor_vit3d_r7": 2650, "extractor_vit3d_r5": 2280,
-                      "llm_flattened": 2363, "llm2": 1700, "extractor_vit3d_r6": 1670, "extractor_flattened_r7": 1370,
-                      "llm1": 1353, **{f"extractor_{s}_r7": 680 for s in SUBJECTS}}  # fmt: skip
+# One-thread seconds of each demo stage on the 2-core machine of 2026-11-29, projected from seconds
+# per step measured that day with the other core idle (README, "Training the demo";
+# `python -m neurochat.bench training` for the extractors' and LLM's shortcuts). Only the start order
+# uses them.
+ONE_THREAD_SECONDS = {"vision_clip": 1700, "vision_vae": 2950, "vision": 100, "llm0": 2706, "decoder": 2750,
+                      "extractor_vit3d_r7": 2300, "extractor_vit3d_r5": 1870, "llm_flattened": 2200, "llm2": 1650,
+                      "extractor_vit3d_r6": 1400, "extractor_flattened_r7": 1150, "llm1": 1210,
+                      **{f"extractor_{s}_r7": 590 for s in SUBJECTS}}  # fmt: skip
 
 
 def waiting_on(stage: str, stages: Sequence[str]) -> int:

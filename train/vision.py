@@ -2,9 +2,15 @@
 
 Writes `OUT/clip/` (a transformers CLIPModel folder), the vision subfolders of `OUT/unclip/`
 (vae, image_encoder, text_encoder, tokenizer, feature_extractor) and `OUT/vision_manifest.json`
-(what built them, file hashes, quality on held-out pool pictures). The defaults take about half an
-hour on 2 CPU cores. Runs under `accelerate launch` too. The training itself is
-`neurochat.training.vision`.
+(what built them, file hashes, quality on held-out pool pictures). Runs under `accelerate launch`
+too. The training itself is `neurochat.training.vision`.
+
+CLIP and VAE are independent, so they can train side by side, one process each:
+
+    python -m train.vision --out DIR --part clip &  python -m train.vision --out DIR --part vae
+    python -m train.vision --out DIR --part finish     # measure both, write the manifest
+
+(what `train.demo_bundle --jobs 2` does); with no --part, one process does all three.
 """
 
 from __future__ import annotations
@@ -25,7 +31,10 @@ MANIFEST = "vision_manifest.json"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from neurochat.training.vision import ClipConfig, VaeConfig, build_demo_vision
+    from accelerate import PartialState
+
+    from neurochat.errors import ConfigError
+    from neurochat.training.vision import ClipConfig, VaeConfig, finish_demo_vision, train_vision_part
 
     clip_defaults, vae_defaults = ClipConfig(), VaeConfig()
     parser = argparse.ArgumentParser(prog="python -m train.vision", description=__doc__.splitlines()[0].split(": ", 1)[1])
@@ -42,6 +51,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", type=_positive_int, default=None,
                         help="torch intra-op threads (default: torch's choice, one per core); use fewer when sharing the machine")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (logs, CI)")
+    parser.add_argument("--part", choices=("clip", "vae", "finish"),
+                        help="train only CLIP or only the VAE, or (once both are trained) measure them and write the manifest; "
+                             "default: all three in this process")  # fmt: skip
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -55,20 +67,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         warmup_steps=min(vae_defaults.warmup_steps, args.vae_steps),
     )
     command = "python -m train.vision " + shlex.join(sys.argv[1:] if argv is None else list(argv))
-    manifest = build_demo_vision(
-        args.out,
-        clip_config=clip_config,
-        vae_config=vae_config,
-        seed=args.seed,
-        pool_size=args.pool_size,
-        eval_size=args.eval_size,
-        command=command,
-        progress=not args.no_progress,
-    )
-    if manifest:  # only the main process returns one
+    if clip_config.image_size != vae_config.image_size:
+        raise ConfigError(f"the CLIP and VAE image sizes differ ({clip_config.image_size} vs {vae_config.image_size})")
+    for part in ("clip", "vae"):
+        if args.part in (None, part):
+            train_vision_part(args.out, part, clip_config=clip_config, vae_config=vae_config, seed=args.seed,
+                              pool_size=args.pool_size, progress=not args.no_progress)  # fmt: skip
+    if args.part in (None, "finish") and PartialState().is_main_process:  # one process writes the manifest
+        manifest = finish_demo_vision(args.out, seed=args.seed, pool_size=args.pool_size, eval_size=args.eval_size,
+                                      command=command)  # fmt: skip
         write_json(Path(args.out) / MANIFEST, manifest)
         print(f"wrote {Path(args.out) / MANIFEST} ({manifest['total_bytes'] / 1e6:.1f} MB of weights and configs, "
-              f"{manifest['total_wall_seconds'] / 60:.1f} min)")
+              f"{manifest['total_wall_seconds'] / 60:.1f} min of training and measuring)")
     return 0
 
 

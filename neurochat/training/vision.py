@@ -18,6 +18,7 @@ draws its own random batches (seeded by seed and process index) and DDP averages
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
 import platform
@@ -32,6 +33,7 @@ from scipy.stats import rankdata
 from torch import nn
 from tqdm.auto import tqdm
 
+from neurochat.errors import ConfigError
 from neurochat.models.vision import ClipPreprocessing, VisionEncoders, images_to_unit_float
 from neurochat.sim.concepts import CONCEPT_NAMES, OBJECTS, SCENES
 from neurochat.sim.pool import POOL_FIRST_ID, pool_scenes, render_images
@@ -480,29 +482,37 @@ def text_encoder_from_clip(clip):
     return encoder.eval()
 
 
-def save_demo_vision(out: str | Path, clip, tokenizer, preprocessing: ClipPreprocessing, vae) -> tuple[Path, Path]:
-    """Write `out/clip/` (a CLIPModel folder) and the vision subfolders of `out/unclip/`.
-
-    Only the folders this function owns are replaced; the unCLIP UNet, schedulers, image
-    normaliser and `model_index.json` are the reconstruction step's.
-    """
+def save_clip_parts(out: str | Path, clip, tokenizer, preprocessing: ClipPreprocessing) -> Path:
+    """Write `out/clip/` (a CLIPModel folder) and the CLIP subfolders of `out/unclip/` (image and text
+    encoders, tokenizer, feature extractor); return `out/clip`."""
     out = Path(out)
     clip_dir, unclip_dir = out / CLIP_FOLDER, out / UNCLIP_FOLDER
-    for folder in [clip_dir] + [unclip_dir / name for name in UNCLIP_VISION_SUBFOLDERS]:
-        if folder.exists():
-            shutil.rmtree(folder)  # no stale weight files from an earlier layout
+    _replace_folders([clip_dir] + [unclip_dir / name for name in UNCLIP_VISION_SUBFOLDERS if name != "vae"])
     processor = image_processor(preprocessing)
-
     clip.save_pretrained(clip_dir)
     tokenizer.save_pretrained(clip_dir)
     processor.save_pretrained(clip_dir)
-
-    vae.save_pretrained(unclip_dir / "vae")
     image_encoder_from_clip(clip).save_pretrained(unclip_dir / "image_encoder")
     text_encoder_from_clip(clip).save_pretrained(unclip_dir / "text_encoder")
     tokenizer.save_pretrained(unclip_dir / "tokenizer")
     processor.save_pretrained(unclip_dir / "feature_extractor")
-    return clip_dir, unclip_dir
+    return clip_dir
+
+
+def save_vae(out: str | Path, vae) -> Path:
+    """Write `out/unclip/vae/`; return it."""
+    folder = Path(out) / UNCLIP_FOLDER / "vae"
+    _replace_folders([folder])
+    vae.save_pretrained(folder)
+    return folder
+
+
+def _replace_folders(folders: list[Path]) -> None:
+    """Only the folders a save owns are replaced (no stale weight files from an earlier layout); the
+    unCLIP UNet, schedulers, image normaliser and `model_index.json` are the reconstruction step's."""
+    for folder in folders:
+        if folder.exists():
+            shutil.rmtree(folder)
 
 
 def file_records(out: str | Path, folders: list[Path]) -> dict[str, dict]:
@@ -594,72 +604,99 @@ def _roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
 # The whole demo vision build
 
 
-def build_demo_vision(
+VISION_PARTS = ("clip", "vae")  # independent trainings: `train.vision --part` runs each in its own process
+PART_RECORDS = "vision_parts"  # OUT/vision_parts/PART.json: what a part's training did, for the manifest
+
+
+def train_vision_part(
     out: str | Path,
+    part: str,
     *,
     clip_config: ClipConfig = ClipConfig(),
     vae_config: VaeConfig = VaeConfig(),
     seed: int = 0,
     pool_size: int = 20_000,
-    eval_size: int = 1000,
-    retrieval_size: int = 200,
-    command: str = "",
     progress: bool = True,
     log=print,
 ) -> dict:
-    """Train the demo CLIP and VAE on pool pictures, save them under `out`, measure them; return the manifest.
+    """Train the demo CLIP or VAE on pool pictures `POOL_FIRST_ID .. + pool_size`, save its folders
+    under `out` and its record to `out/vision_parts/PART.json`; return the record.
 
-    Pool pictures `POOL_FIRST_ID .. + pool_size` train both models; the next `eval_size` are held out
-    for the quality numbers, which are measured on the saved folders reloaded through
-    `VisionEncoders` (the path every other part of NeuroChat uses).
+    Each part seeds itself, so it trains the same weights alone or after the other.
     """
-    import accelerate
-    import diffusers
-    import transformers
     from accelerate import Accelerator
 
-    if clip_config.image_size != vae_config.image_size:
-        raise ValueError(f"the CLIP and VAE image sizes differ ({clip_config.image_size} vs {vae_config.image_size})")
+    if part not in VISION_PARTS:
+        raise ConfigError(f"part={part!r}: choose one of {VISION_PARTS}")
     out = Path(out)
     accelerator = Accelerator()
     started = time.perf_counter()
-    load_at_start = os.getloadavg()[0]  # wall times mean little if other work shared the cores
+    config = clip_config if part == "clip" else vae_config
+    log(f"{part}: rendering {pool_size} training pool pictures (seed {seed}) ...")
+    train_pool = PoolPictures.render(seed, pool_size, config.image_size)
+    record = {"config": asdict(config), "render_seconds": round(time.perf_counter() - started, 1)}
 
-    # 1. Pictures: training pool, then held-out pool pictures right after it
-    log(f"rendering {pool_size} training and {eval_size} held-out pool pictures (seed {seed}) ...")
-    train_pool = PoolPictures.render(seed, pool_size, clip_config.image_size)
-    eval_pool = PoolPictures.render(seed, eval_size, clip_config.image_size, first=POOL_FIRST_ID + pool_size)
-    render_seconds = time.perf_counter() - started
-
-    # 2. CLIP: tokenizer, normalisation from the training pictures, contrastive training
-    tokenizer = build_tokenizer(tokenizer_corpus(train_pool), clip_config)
-    mean, std = image_normalisation(train_pool.images)
-    preprocessing = ClipPreprocessing(clip_config.image_size, clip_config.image_size, clip_config.image_size, mean, std)
     torch.manual_seed(seed)
-    clip = build_clip(clip_config, tokenizer)
-    log(f"CLIP: {count_parameters(clip):,} parameters, vocabulary {len(tokenizer)}, {clip_config.steps} steps")
-    clip_run = train_clip(clip, tokenizer, train_pool, preprocessing, clip_config, seed=seed, accelerator=accelerator, progress=progress)
-    clip = clip.cpu()  # trained in place; prepare() only wrapped it
-    log(f"CLIP: {clip_run.steps} steps in {clip_run.wall_seconds:.0f} s, final loss {clip_run.final_loss:.3f}")
-
-    # 3. VAE: reconstruction training, then the latent scaling factor
-    torch.manual_seed(seed)
-    vae = build_vae(vae_config)
-    log(f"VAE: {count_parameters(vae):,} parameters, {vae_config.steps} steps")
-    vae_run = train_vae(vae, train_pool, vae_config, seed=seed, accelerator=accelerator, progress=progress)
-    vae = vae.cpu().eval()
-    scaling_factor = latent_scaling_factor(vae, train_pool.images[: vae_config.scaling_samples])
-    vae.register_to_config(scaling_factor=scaling_factor)
-    log(f"VAE: {vae_run.steps} steps in {vae_run.wall_seconds:.0f} s, final loss {vae_run.final_loss:.4f}, "
-        f"scaling factor {scaling_factor:.4f}")
+    if part == "clip":
+        tokenizer = build_tokenizer(tokenizer_corpus(train_pool), clip_config)
+        mean, std = image_normalisation(train_pool.images)
+        preprocessing = ClipPreprocessing(clip_config.image_size, clip_config.image_size, clip_config.image_size, mean, std)
+        clip = build_clip(clip_config, tokenizer)
+        log(f"CLIP: {count_parameters(clip):,} parameters, vocabulary {len(tokenizer)}, {clip_config.steps} steps")
+        run = train_clip(clip, tokenizer, train_pool, preprocessing, clip_config, seed=seed, accelerator=accelerator, progress=progress)
+        clip = clip.cpu()  # trained in place; prepare() only wrapped it
+        record.update(parameters=count_parameters(clip), vocabulary=len(tokenizer), image_mean=list(mean), image_std=list(std))
+        log(f"CLIP: {run.steps} steps in {run.wall_seconds:.0f} s, final loss {run.final_loss:.3f}")
+    else:
+        vae = build_vae(vae_config)
+        log(f"VAE: {count_parameters(vae):,} parameters, {vae_config.steps} steps")
+        run = train_vae(vae, train_pool, vae_config, seed=seed, accelerator=accelerator, progress=progress)
+        vae = vae.cpu().eval()
+        scaling_factor = latent_scaling_factor(vae, train_pool.images[: vae_config.scaling_samples])
+        vae.register_to_config(scaling_factor=scaling_factor)
+        record.update(parameters=count_parameters(vae), scaling_factor=scaling_factor)
+        log(f"VAE: {run.steps} steps in {run.wall_seconds:.0f} s, final loss {run.final_loss:.4f}, scaling factor {scaling_factor:.4f}")
+    record.update(steps=run.steps, wall_seconds=round(run.wall_seconds, 1), final_loss=round(run.final_loss, 5 if part == "vae" else 4))
+    # how the part ran: wall times mean little if other work shared the cores
+    record["run"] = {"seconds": round(time.perf_counter() - started, 1), "torch_threads": torch.get_num_threads(),
+                     "load_average_1min_at_end": os.getloadavg()[0]}  # fmt: skip
 
     accelerator.wait_for_everyone()
-    if not accelerator.is_main_process:
-        return {}  # one process writes the folders
+    if accelerator.is_main_process:  # one process writes the folders
+        if part == "clip":
+            save_clip_parts(out, clip, tokenizer, preprocessing)
+        else:
+            save_vae(out, vae)
+        (out / PART_RECORDS).mkdir(parents=True, exist_ok=True)
+        (out / PART_RECORDS / f"{part}.json").write_text(json.dumps(record, indent=2) + "\n")
+    return record
 
-    # 4. Save in the standard layouts, reload through VisionEncoders and measure on held-out pictures
-    clip_dir, unclip_dir = save_demo_vision(out, clip, tokenizer, preprocessing, vae)
-    encoders = VisionEncoders(clip_dir, unclip_dir, image_size=vae_config.image_size)
+
+def finish_demo_vision(out: str | Path, *, seed: int = 0, pool_size: int = 20_000, eval_size: int = 1000,
+                       retrieval_size: int = 200, command: str = "", log=print) -> dict:  # fmt: skip
+    """Once both parts are trained: reload them through `VisionEncoders` (the path every other part
+    of NeuroChat uses), measure them on the `eval_size` held-out pool pictures right after the
+    training pool, and return the manifest."""
+    import accelerate
+    import diffusers
+    import transformers
+
+    out = Path(out)
+    records = {}
+    for part in VISION_PARTS:
+        path = out / PART_RECORDS / f"{part}.json"
+        if not path.exists():
+            raise ConfigError(f"{path} is missing: train that part first (`python -m train.vision --part {part} --out {out}`)")
+        records[part] = json.loads(path.read_text())
+    clip_record, vae_record = records["clip"], records["vae"]
+    if clip_record["config"]["image_size"] != vae_record["config"]["image_size"]:
+        raise ConfigError(f"the CLIP and VAE image sizes differ ({clip_record['config']['image_size']} vs "
+                         f"{vae_record['config']['image_size']}) in {out / PART_RECORDS}")  # fmt: skip
+    image_size = clip_record["config"]["image_size"]
+    started = time.perf_counter()
+    eval_pool = PoolPictures.render(seed, eval_size, image_size, first=POOL_FIRST_ID + pool_size)
+    clip_dir, unclip_dir = out / CLIP_FOLDER, out / UNCLIP_FOLDER
+    encoders = VisionEncoders(clip_dir, unclip_dir, image_size=image_size)
     quality = vision_quality(encoders, eval_pool, retrieval_size)
     log("quality: " + ", ".join(f"{k} {v:.3f}" for k, v in quality.items() if isinstance(v, float)))
 
@@ -673,44 +710,30 @@ def build_demo_vision(
             "world_seed": seed,
             "train_ids": [POOL_FIRST_ID, POOL_FIRST_ID + pool_size - 1],
             "held_out_ids": [POOL_FIRST_ID + pool_size, POOL_FIRST_ID + pool_size + eval_size - 1],
-            "image_size": clip_config.image_size,
-            "render_seconds": round(render_seconds, 1),
+            "image_size": image_size,
+            "render_seconds": clip_record["render_seconds"],
         },
         "components": {
             "clip": {
                 "folders": [CLIP_FOLDER, f"{UNCLIP_FOLDER}/image_encoder", f"{UNCLIP_FOLDER}/text_encoder", f"{UNCLIP_FOLDER}/tokenizer",
                             f"{UNCLIP_FOLDER}/feature_extractor"],
-                "config": asdict(clip_config),
-                "parameters": count_parameters(clip),
-                "vocabulary": len(tokenizer),
-                "image_mean": list(mean),
-                "image_std": list(std),
-                "steps": clip_run.steps,
-                "wall_seconds": round(clip_run.wall_seconds, 1),
-                "final_loss": round(clip_run.final_loss, 4),
+                **{k: v for k, v in clip_record.items() if k not in ("render_seconds", "run")},
             },
             "vae": {
                 "folders": [f"{UNCLIP_FOLDER}/vae"],
-                "config": asdict(vae_config),
-                "parameters": count_parameters(vae),
-                "scaling_factor": scaling_factor,
                 "latent_shape": list(encoders.latent_shape),
-                "steps": vae_run.steps,
-                "wall_seconds": round(vae_run.wall_seconds, 1),
-                "final_loss": round(vae_run.final_loss, 5),
+                **{k: v for k, v in vae_record.items() if k not in ("render_seconds", "run")},
             },
         },
         "quality": quality,
         "files": files,
         "total_bytes": sum(record["bytes"] for record in files.values()),
-        "total_wall_seconds": round(time.perf_counter() - started, 1),
+        # one process after the other; `train.demo_bundle --jobs 2` trains the parts side by side
+        "total_wall_seconds": round(sum(record["run"]["seconds"] for record in records.values()) + time.perf_counter() - started, 1),
         "environment": {
-            "device": str(accelerator.device),
-            "processes": accelerator.num_processes,
-            "torch_threads": torch.get_num_threads(),
             "cpu_count": os.cpu_count(),
+            "parts": {part: record["run"] for part, record in records.items()},
             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),  # PASSIVE avoids a 5× slowdown on shared cores
-            "load_average_1min": {"start": load_at_start, "end": os.getloadavg()[0]},
             "python": platform.python_version(),
             "torch": torch.__version__,
             "transformers": transformers.__version__,
