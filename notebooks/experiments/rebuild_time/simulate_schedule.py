@@ -1,10 +1,9 @@
 """Experiment (issue 8): how long `python -m train.demo_bundle --jobs 2` takes if each stage takes its
 one-thread time in `ONE_THREAD_SECONDS` (projected from seconds per step measured on the 2-core machine
 of 2026-11-29, with the extractor and LLM shortcuts and CLIP and VAE side by side), with the plan's
-order among equals (the rule before `start_order`) and with `start_order`; then the same with the
-recipe cuts the issue note weighs, one on top of the other: the r = 7 extractors (main, flattened,
-subjects) 15 epochs instead of 30, the decoder capped at 1,800 s instead of 2,700 s, r = 5 / 6 8 epochs
-instead of 10. Data, packing, the check and the evaluation add about 9 min to any of these.
+order among equals (the rule before `start_order`) and with `start_order`; for the recipe now (every
+demo extractor 8 epochs) and the one before it (the r = 7 extractors 30 epochs, r = 5 / 6 10 epochs).
+Data, packing, the check and the evaluation add about 9 min to either.
 
     python notebooks/experiments/rebuild_time/simulate_schedule.py
 """
@@ -39,13 +38,10 @@ def report(name: str, seconds: dict[str, float]) -> None:
           f"(at best {sum(seconds.values()) / 2 / 3600:.2f} h)")
 
 
-report("recipes now", ONE_THREAD_SECONDS)
-cut = dict(ONE_THREAD_SECONDS)
+report("recipe now (8 epochs)", ONE_THREAD_SECONDS)
+before = dict(ONE_THREAD_SECONDS)
 for stage in ("extractor_vit3d_r7", "extractor_flattened_r7", *(f"extractor_{s}_r7" for s in SUBJECTS)):
-    cut[stage] /= 2  # 15 epochs instead of 30
-report("r = 7 extractors 15 epochs", cut)
-cut["decoder"] -= 900  # capped at 1,800 s
-report("and the decoder capped at 1,800 s", cut)
-cut["extractor_vit3d_r5"] *= 0.8  # 8 epochs instead of 10
-cut["extractor_vit3d_r6"] *= 0.8
-report("and r = 5 / 6 8 epochs", cut)
+    before[stage] *= 30 / 8
+for stage in ("extractor_vit3d_r5", "extractor_vit3d_r6"):
+    before[stage] *= 10 / 8
+report("recipe before (30 / 10 epochs)", before)
