@@ -267,6 +267,21 @@ def test_a_conversation_longer_than_the_context_drops_its_oldest_exchanges(model
     assert 0 < dropped < 12
 
 
+def answer_batch(model, answers: list[str]):
+    """Right-padded input_ids, labels (answers only) and attention mask of brief-description
+    conversations with these answers, as the training collate makes them."""
+    encoded = [model.encode(conversation("Describe the image briefly.", a)) for a in answers]
+    length = max(len(e.input_ids) for e in encoded)
+    input_ids = torch.full((len(answers), length), model.pad_token_id)
+    labels = torch.full((len(answers), length), IGNORE_INDEX)
+    mask = torch.zeros((len(answers), length), dtype=torch.long)
+    for row, e in enumerate(encoded):
+        input_ids[row, : len(e.input_ids)] = torch.tensor(e.input_ids)
+        labels[row, : len(e.labels)] = torch.tensor(e.labels)
+        mask[row, : len(e.input_ids)] = 1
+    return input_ids, labels, mask
+
+
 def test_training_through_the_splice_teaches_the_model_to_read_the_fmri(lm_dir):
     """Two recordings, two answers: a few full-model steps (stage 2) make each recording's greedy
     answer its own, so gradients reach f_t and the LM through the spliced positions."""
@@ -274,15 +289,7 @@ def test_training_through_the_splice_teaches_the_model_to_read_the_fmri(lm_dir):
     model = BrainLLM.from_language_model(lm_dir, FMRI_HIDDEN, FMRI_TOKENS, seed=0)
     recordings = fmri(5, batch=2)
     answers = ["a red kite in the sky", "two dogs on the beach"]
-    encoded = [model.encode(conversation("Describe the image briefly.", a)) for a in answers]
-    length = max(len(e.input_ids) for e in encoded)
-    input_ids = torch.full((2, length), model.pad_token_id)
-    labels = torch.full((2, length), IGNORE_INDEX)
-    mask = torch.zeros((2, length), dtype=torch.long)
-    for row, e in enumerate(encoded):
-        input_ids[row, : len(e.input_ids)] = torch.tensor(e.input_ids)
-        labels[row, : len(e.labels)] = torch.tensor(e.labels)
-        mask[row, : len(e.input_ids)] = 1
+    input_ids, labels, mask = answer_batch(model, answers)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
     model.train()
     for _ in range(25):
@@ -305,15 +312,7 @@ def test_the_answer_only_loss_equals_the_lms_own_loss_and_gradients(lm_dir, lora
         model.lm.requires_grad_(True)
     model.projector.requires_grad_(True)
     recordings = fmri(3, batch=2)
-    encoded = [model.encode(conversation("Describe the image briefly.", a)) for a in ("a red kite", "two dogs on a beach")]
-    length = max(len(e.input_ids) for e in encoded)
-    input_ids = torch.full((2, length), model.pad_token_id)
-    labels = torch.full((2, length), IGNORE_INDEX)
-    mask = torch.zeros((2, length), dtype=torch.long)
-    for row, e in enumerate(encoded):
-        input_ids[row, : len(e.input_ids)] = torch.tensor(e.input_ids)
-        labels[row, : len(e.labels)] = torch.tensor(e.labels)
-        mask[row, : len(e.input_ids)] = 1
+    input_ids, labels, mask = answer_batch(model, ["a red kite", "two dogs on a beach"])
     trainable = [p for p in model.parameters() if p.requires_grad]
     assert any("lora" in name for name, p in model.named_parameters() if p.requires_grad) == lora
 
