@@ -1,9 +1,11 @@
 """Experiment (issue 8): how long `python -m train.demo_bundle --jobs 2` takes if each stage takes its
 one-thread time in `ONE_THREAD_SECONDS` (projected from seconds per step measured on the 2-core machine
 of 2026-11-29, with the extractor and LLM shortcuts and CLIP and VAE side by side), with the plan's
-order among equals (the rule before `start_order`) and with `start_order`; for the recipe now (every
-demo extractor 8 epochs) and the one before it (the r = 7 extractors 30 epochs, r = 5 / 6 10 epochs).
-Data, packing, the check and the evaluation add about 9 min to either.
+order among equals (the rule before `start_order`) and with `start_order`; for the recipe now (the
+constants at the top of `train/demo_bundle.py`), the one of 2026-11-29 (every extractor 8 epochs, CLIP
+1,500 / VAE 1,800 steps, the decoder cut off at 2,700 s, LM stage 0 4 epochs) and the one before that
+(the r = 7 extractors 30 epochs, r = 5 / 6 10 epochs). Data, packing, the check and the evaluation add
+about 9 min to each.
 
     python notebooks/experiments/rebuild_time/simulate_schedule.py
 """
@@ -38,8 +40,11 @@ def report(name: str, seconds: dict[str, float]) -> None:
           f"(at best {sum(seconds.values()) / 2 / 3600:.2f} h)")
 
 
-report("recipe now (8 epochs)", ONE_THREAD_SECONDS)
-before = dict(ONE_THREAD_SECONDS)
+report("recipe now", ONE_THREAD_SECONDS)
+eight_epochs = dict(ONE_THREAD_SECONDS)
+eight_epochs.update(vision_clip=1700, vision_vae=2950, decoder=2750, llm0=2706, extractor_vit3d_r5=1500, extractor_vit3d_r6=1120)
+report("recipe of 2026-11-29 (8 epochs)", eight_epochs)
+before = dict(eight_epochs)
 for stage in ("extractor_vit3d_r7", "extractor_flattened_r7", *(f"extractor_{s}_r7" for s in SUBJECTS)):
     before[stage] *= 30 / 8
 for stage in ("extractor_vit3d_r5", "extractor_vit3d_r6"):
