@@ -46,16 +46,6 @@ from neurochat.sim.config import SUBJECTS
 
 MANIFEST = "manifest.json"
 DEMO_EXTRACTOR_EPOCHS = 8
-# The rest of the demo recipe that differs from each command's own defaults, all so that the whole
-# rebuild fits in 3 h on 2 cores (README, "How long a rebuild takes"): the r = 6 and r = 5 members of
-# the localization ensemble train 5 epochs; CLIP 1,200 steps (default 1,500), the VAE 1,300 (1,800);
-# the UnCLIP decoder a fixed 600 steps, its cosine schedule sized to them (it used to run a
-# 1,500-step schedule cut off by a 45 min time limit, so its weights depended on the machine's
-# speed); the stage-0 language model 3 epochs (DEMO_STAGE_SETTINGS: 4).
-DEMO_ENSEMBLE_EPOCHS = 5
-DEMO_CLIP_STEPS, DEMO_VAE_STEPS = 1200, 1300
-DEMO_DECODER_STEPS = 600
-DEMO_LM_EPOCHS = 3
 LOCK = ".manifest.lock"  # held while a process updates the manifest
 LOGS = "logs"  # --jobs: one log per stage process (not part of the bundle)
 
@@ -72,20 +62,18 @@ def stage_commands(size: str, out: Path, data: Path, threads: int | None = None)
     # 30-epoch trainings, top-1 23.2% vs 22.5–26.5%, VAE correlation 0.798 vs 0.803–0.804), and the
     # whole rebuild must fit in 3 h on 2 cores (README, "How long a rebuild takes").
     epochs = [] if micro else ["--epochs", str(DEMO_EXTRACTOR_EPOCHS)]
-    ensemble_epochs = [] if micro else ["--epochs", str(DEMO_ENSEMBLE_EPOCHS)]
     extractors = {}
     for r in (7, 6, 5):  # the main model first, then the rest of the localization ensemble
-        extractors[f"extractor_vit3d_r{r}"] = ["--patch-size", str(r), *(epochs if r == 7 else ensemble_epochs),
-                                               "--out", str(out / "extractor" / f"vit3d_r{r}")]  # fmt: skip
+        extractors[f"extractor_vit3d_r{r}"] = ["--patch-size", str(r), *epochs, "--out", str(out / "extractor" / f"vit3d_r{r}")]
     extractors["extractor_flattened_r7"] = ["--layout", "flattened", *epochs, "--out", str(out / "extractor" / "flattened_r7")]
     for subject in SUBJECTS:  # the "w/o C_Subj" models, one per SimNSD subject
         extractors[f"extractor_{subject}_r7"] = ["--subject", subject, *epochs,
                                                  "--out", str(out / "extractor" / "subject_specific_r7" / subject)]  # fmt: skip
     vision = ["--out", str(out), "--no-progress", *thread_option] + (["--clip-steps", "3", "--vae-steps", "3", "--pool-size", "128", "--eval-size", "64",
-                                                       "--clip-batch-size", "16", "--vae-batch-size", "8"] if micro
-                                                      else ["--clip-steps", str(DEMO_CLIP_STEPS), "--vae-steps", str(DEMO_VAE_STEPS)])
+                                                       "--clip-batch-size", "16", "--vae-batch-size", "8"] if micro else [])
     decoder = ["--out", str(out / "unclip"), "--clip", str(out / "clip"), "--no-progress", *thread_option] + (["--tiny", "--steps", "2", "--pool-size", "64", "--batch-size", "8"] if micro
-                                                                                                   else ["--steps", str(DEMO_DECODER_STEPS)])
+                                                                                                   # a safety net: the cosine schedule is sized for ~30 min on one core
+                                                                                                   else ["--steps", "1500", "--max-seconds", "2700"])
     llm_quick = ["--max-steps", "2"] if micro else []
     llm = ["--preset", "demo", *weights, *nsd, "--no-progress", *thread_option]
     return {
@@ -96,7 +84,7 @@ def stage_commands(size: str, out: Path, data: Path, threads: int | None = None)
         **{name: [("train.extractor", ["--preset", "demo", *weights, *nsd, *quick_extractor, "--no-progress", *thread_option, *extra])]
            for name, extra in extractors.items()},
         "decoder": [("train.unclip", decoder)],
-        "llm0": [("train.llm", ["--stage", "0", *llm, *llm_quick, *(["--tiny"] if micro else ["--epochs", str(DEMO_LM_EPOCHS)])])],
+        "llm0": [("train.llm", ["--stage", "0", *llm, *llm_quick, *(["--tiny"] if micro else [])])],
         "llm1": [("train.llm", ["--stage", "1", *llm, *llm_quick])],
         "llm2": [("train.llm", ["--stage", "2", *llm, *llm_quick])],
         # "w/o ViT3D" of Table 1: the same recipe on the flattened-voxel extractor
@@ -121,9 +109,9 @@ def stage_needs(stage: str) -> list[str]:
 # per step measured that day with the other core idle (README, "Training the demo";
 # `python -m neurochat.bench training` for the extractors' and LLM's shortcuts). Only the start order
 # uses them.
-ONE_THREAD_SECONDS = {"vision_clip": 1360, "vision_vae": 2130, "vision": 100, "llm0": 2030, "decoder": 2460,
-                      "extractor_vit3d_r7": 610, "extractor_vit3d_r5": 940, "llm_flattened": 2200, "llm2": 1650,
-                      "extractor_vit3d_r6": 700, "extractor_flattened_r7": 310, "llm1": 1210,
+ONE_THREAD_SECONDS = {"vision_clip": 1700, "vision_vae": 2950, "vision": 100, "llm0": 2706, "decoder": 2750,
+                      "extractor_vit3d_r7": 610, "extractor_vit3d_r5": 1500, "llm_flattened": 2200, "llm2": 1650,
+                      "extractor_vit3d_r6": 1120, "extractor_flattened_r7": 310, "llm1": 1210,
                       **{f"extractor_{s}_r7": 160 for s in SUBJECTS}}  # fmt: skip
 
 
