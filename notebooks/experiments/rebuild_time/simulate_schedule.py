@@ -59,5 +59,4 @@ measured = dict(vision_clip=2057, vision_vae=2622, vision=40, extractor_vit3d_r7
                 llm0=2483, llm1=2167, decoder=3962)  # fmt: skip
 for factor in (1.3, 1.5):
     report(f"2026-12-01's machine, shorter recipe, the rest at {factor}×", {**{k: v * factor for k, v in shorter.items()}, **measured})
-for factor in (1.3, 1.5):
     report(f"2026-12-01's machine, recipe now at {factor}×", {k: v * factor for k, v in ONE_THREAD_SECONDS.items()})
