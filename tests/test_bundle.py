@@ -119,3 +119,22 @@ def test_a_failing_stage_process_stops_the_parallel_run_and_names_its_log(tmp_pa
         run_in_parallel(["llm0", "llm1"], {"extractor_vit3d_r7"}, 2, base_argv, out / "logs")
     assert "no_such_tree" in (out / "logs" / "llm0.log").read_text()  # the child's own error is kept there
     assert not (out / "logs" / "llm1.log").exists()  # what waits on a failed stage never starts
+
+
+def test_the_decoder_stops_at_a_step_of_a_longer_schedule(micro_bundle, tmp_path):
+    """The demo recipe stops the decoder at a step, not a time, so a rebuild trains the committed decoder."""
+    import shutil
+
+    import pytest
+
+    from train.unclip import main as unclip_main
+
+    unclip = tmp_path / "unclip"
+    shutil.copytree(micro_bundle / "unclip", unclip)
+    argv = ["--out", str(unclip), "--clip", str(micro_bundle / "clip"), "--tiny", "--pool-size", "16", "--batch-size", "4",
+            "--no-progress", "--threads", "1", "--steps", "6"]  # fmt: skip
+    assert unclip_main([*argv, "--stop-at-step", "3"]) == 0
+    record = json.loads((unclip / "decoder_training.json").read_text())
+    assert (record["steps"], record["train"]["steps"], record["train"]["stop_at_step"]) == (3, 6, 3)
+    with pytest.raises(SystemExit):  # argparse names the option and its range
+        unclip_main([*argv, "--stop-at-step", "7"])

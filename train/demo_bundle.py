@@ -71,9 +71,12 @@ def stage_commands(size: str, out: Path, data: Path, threads: int | None = None)
                                                  "--out", str(out / "extractor" / "subject_specific_r7" / subject)]  # fmt: skip
     vision = ["--out", str(out), "--no-progress", *thread_option] + (["--clip-steps", "3", "--vae-steps", "3", "--pool-size", "128", "--eval-size", "64",
                                                        "--clip-batch-size", "16", "--vae-batch-size", "8"] if micro else [])
-    decoder = ["--out", str(out / "unclip"), "--clip", str(out / "clip"), "--no-progress", *thread_option] + (["--tiny", "--steps", "2", "--pool-size", "64", "--batch-size", "8"] if micro
-                                                                                                   # a safety net: the cosine schedule is sized for ~30 min on one core
-                                                                                                   else ["--steps", "1500", "--max-seconds", "2700"])
+    # The committed decoder is step 738 of a 1,500-step cosine (where a 2,700 s budget stopped it on
+    # 2026-11-25). A rebuild stops at that step, not after that time, so that it trains the same decoder
+    # on any machine: on 2026-12-01's the budget ended near step 490, and cosines sized to 600 or 750
+    # steps lost 3–5 points of CLIP two-way (README, "How long a rebuild takes").
+    decoder_recipe = ["--tiny", "--steps", "2", "--pool-size", "64", "--batch-size", "8"] if micro else ["--steps", "1500", "--stop-at-step", "738"]
+    decoder = ["--out", str(out / "unclip"), "--clip", str(out / "clip"), "--no-progress", *thread_option, *decoder_recipe]
     llm_quick = ["--max-steps", "2"] if micro else []
     llm = ["--preset", "demo", *weights, *nsd, "--no-progress", *thread_option]
     return {
@@ -109,7 +112,7 @@ def stage_needs(stage: str) -> list[str]:
 # per step measured that day with the other core idle (README, "Training the demo";
 # `python -m neurochat.bench training` for the extractors' and LLM's shortcuts). Only the start order
 # uses them.
-ONE_THREAD_SECONDS = {"vision_clip": 1700, "vision_vae": 2950, "vision": 100, "llm0": 2706, "decoder": 2750,
+ONE_THREAD_SECONDS = {"vision_clip": 1700, "vision_vae": 2950, "vision": 100, "llm0": 2706, "decoder": 2870,
                       "extractor_vit3d_r7": 610, "extractor_vit3d_r5": 1500, "llm_flattened": 2200, "llm2": 1650,
                       "extractor_vit3d_r6": 1120, "extractor_flattened_r7": 310, "llm1": 1210,
                       **{f"extractor_{s}_r7": 160 for s in SUBJECTS}}  # fmt: skip

@@ -26,12 +26,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--pool-size", type=int, default=12_000)
     parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--stop-at-step", type=int, help="stop after this step; the learning-rate schedule still spans --steps")
     parser.add_argument("--max-seconds", type=float, help="stop when this wall time is spent")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tiny", action="store_true", help="a tiny UNet (tests)")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--threads", type=int, help="torch threads (1 is fastest when another job shares the CPU)")
     args = parser.parse_args(argv)
+    if args.stop_at_step is not None and not 1 <= args.stop_at_step <= args.steps:
+        parser.error(f"--stop-at-step must be between 1 and --steps ({args.steps}), got {args.stop_at_step}")
     if args.threads:
         import torch
 
@@ -46,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     clip = Path(args.clip) if args.clip else preset.clip_dir
     unet_config = DemoUNetConfig(block_out_channels=(8, 16), attention_heads=(2, 2), norm_num_groups=4) if args.tiny else DemoUNetConfig()
     config = DecoderTrainConfig(pool_size=args.pool_size, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                                seed=args.seed, max_seconds=args.max_seconds, warmup_steps=min(100, args.steps))  # fmt: skip
+                                seed=args.seed, stop_at_step=args.stop_at_step, max_seconds=args.max_seconds, warmup_steps=min(100, args.steps))  # fmt: skip
     result = train_decoder(out, clip, unet_config, config, image_size=preset.image_size, progress=not args.no_progress)
     (out / "decoder_training.json").write_text(json.dumps(result, indent=2) + "\n")
     print(f"decoder: {result['steps']} steps in {result['wall_seconds']} s, final loss {result['final_loss']:.4f} → {out}")

@@ -49,6 +49,10 @@ class DecoderTrainConfig:
     text_context: int = 77  # tokens of the decoder's text encoder (Stable Diffusion's 77)
     text_lr: float = 1e-4  # the text encoder is fine-tuned gently with the UNet
     seed: int = 0
+    # Stop after this many steps, the schedule still spanning `steps`: the committed demo decoder
+    # stopped at step 738 of its 1,500-step cosine, and a rebuild must train that same decoder on
+    # any machine (a time budget stops at a step that depends on the machine's speed).
+    stop_at_step: int | None = None
     max_seconds: float | None = None  # stop when this wall time is spent
 
 
@@ -168,6 +172,8 @@ def train_decoder(
         losses.append(loss.item())
         bar.update(1)
         bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+        if step == config.stop_at_step:
+            break
         if config.max_seconds is not None and time.perf_counter() - started > config.max_seconds:
             log(f"time budget of {config.max_seconds:.0f} s reached at step {step}")
             break

@@ -2,7 +2,7 @@
 one-thread time in `ONE_THREAD_SECONDS` (projected from seconds per step measured on the 2-core machine
 of 2026-11-29, with the extractor and LLM shortcuts and CLIP and VAE side by side), with the plan's
 order among equals (the rule before `start_order`) and with `start_order`; for the recipe now (every
-extractor 8 epochs, CLIP 1,500 / VAE 1,800 steps, the decoder cut off at 2,700 s, LM stage 0 4 epochs),
+extractor 8 epochs, CLIP 1,500 / VAE 1,800 steps, the decoder stopped at step 738 of its 1,500, LM stage 0 4 epochs),
 the shorter one tried on 2026-12-01 and dropped (r = 6 / 5 5 epochs, CLIP 1,200 / VAE 1,300 steps, the
 decoder a fixed 600 steps, LM stage 0 3 epochs: it cost reconstruction quality, README) and the one
 before the 8 epochs (the r = 7 extractors 30 epochs, r = 5 / 6 10 epochs). Data, packing, the check and
