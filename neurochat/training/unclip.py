@@ -146,7 +146,7 @@ def train_decoder(
     generator = torch.Generator().manual_seed(config.seed)
     losses = []
     step = 0
-    bar = tqdm(total=config.steps, desc="unclip decoder", unit="step", disable=not progress)
+    bar = tqdm(total=config.stop_at_step or config.steps, desc="unclip decoder", unit="step", disable=not progress)
     for step in range(1, config.steps + 1):
         index = rng.integers(0, len(images), config.batch_size)
         x0 = latents[index].to(device)
