@@ -314,8 +314,7 @@ def evaluate_bundle(out: Path, data: Path, size: str, log=print) -> dict:
     reconstructor = Reconstructor(load_unclip(preset))
     recon = evaluate_reconstruction(dataset, vision, reconstructor, main, flattened, brainllm, per_subject=sizes["per_subject"],
                                     steps=sizes["steps"], log=log)  # fmt: skip
-    results["decoder"] = {run: {protocol: {k: m[k] for k in ("pixcorr", "ssim", "clip_2way")} for protocol, m in by_protocol.items()}
-                          for run, by_protocol in recon.items() if by_protocol}  # fmt: skip
+    results["decoder"] = decoder_headline(recon)
     key, localizer = answer_key_localizer(preset, dataset, vision)
     results["localization"] = {
         "auc": evaluate_localization(dataset, localizer, key, max_recordings=sizes["max_recordings"], log=log),
@@ -323,6 +322,12 @@ def evaluate_bundle(out: Path, data: Path, size: str, log=print) -> dict:
                                       steps=sizes["steps"], log=log),  # fmt: skip
     }
     return results
+
+
+def decoder_headline(recon: dict) -> dict:
+    """The manifest's decoder numbers from `evaluate_reconstruction`'s: {run: {protocol: {pixcorr, ssim, clip_2way}}}."""
+    return {run: {protocol: {k: m[k] for k in ("pixcorr", "ssim", "clip_2way")} for protocol, m in by_protocol.items()}
+            for run, by_protocol in recon.items() if by_protocol}  # fmt: skip
 
 
 def compare_evaluations(ours: dict, theirs: dict) -> list[str]:

@@ -20,7 +20,7 @@ from neurochat.nsd import NSDDataset
 from neurochat.paths import CHECKPOINTS, ensure_simnsd
 from neurochat.presets import get_preset
 from neurochat.reconstruct import Reconstructor
-from train.demo_bundle import EVALUATION_SIZES, compare_evaluations
+from train.demo_bundle import EVALUATION_SIZES, compare_evaluations, decoder_headline
 
 parser = argparse.ArgumentParser()
 parser.add_argument("bundle", type=Path)
@@ -35,8 +35,7 @@ vision = VisionEncoders.from_preset(preset)
 main, flattened, brainllm = load_main_models(preset)
 recon = evaluate_reconstruction(dataset, vision, Reconstructor(load_unclip(preset)), main, flattened, brainllm,
                                 per_subject=sizes["per_subject"], steps=sizes["steps"])  # fmt: skip
-results = {"decoder": {run: {protocol: {k: m[k] for k in ("pixcorr", "ssim", "clip_2way")} for protocol, m in by_protocol.items()}
-                       for run, by_protocol in recon.items() if by_protocol}}  # fmt: skip
+results = {"decoder": decoder_headline(recon)}
 if args.json:
     args.json.write_text(json.dumps(results, indent=1) + "\n")
 committed = json.loads((CHECKPOINTS / "demo" / "manifest.json").read_text())["evaluation"]
