@@ -138,3 +138,35 @@ def test_the_decoder_stops_at_a_step_of_a_longer_schedule(micro_bundle, tmp_path
     assert (record["steps"], record["train"]["steps"], record["train"]["stop_at_step"]) == (3, 6, 3)
     with pytest.raises(SystemExit):  # argparse names the option and its range
         unclip_main([*argv, "--stop-at-step", "7"])
+
+
+def test_one_command_writes_the_whole_report_with_captions_and_reconstructions_sized_apart(micro_bundle, sim_root, tmp_path,
+                                                                                           monkeypatch):  # fmt: skip
+    """`evaluate all` alone makes the committed report: captions on every test image, the slow reconstructions on fewer."""
+    import neurochat.evaluate.caption as caption
+    import neurochat.evaluate.recon as recon
+    from neurochat.evaluate.__main__ import main as evaluate_main
+
+    sizes = {}  # the test images per subject each evaluation was asked for
+
+    def recording_size(name, real):
+        def evaluate(*args, **kwargs):
+            sizes[name] = kwargs["per_subject"]
+            return real(*args, **kwargs)
+
+        return evaluate
+
+    for module, name in ((caption, "evaluate_captions"), (recon, "evaluate_reconstruction")):
+        monkeypatch.setattr(module, name, recording_size(name, getattr(module, name)))
+    out = tmp_path / "reports"
+    argv = ["all", "--preset", "demo", "--weights", str(micro_bundle), "--nsd-root", str(sim_root), "--out", str(out),
+            "--recon-per-subject", "1", "--max-recordings", "2", "--ablation-cases", "1", "--steps", "2"]  # fmt: skip
+    assert evaluate_main(argv) == 0
+    assert sizes == {"evaluate_captions": None, "evaluate_reconstruction": 1}  # None: the whole test set
+    report = (out / "REPORT.md").read_text()
+    assert f"Produced by `python -m neurochat.evaluate {' '.join(argv)}`" in report
+    assert "measured again" not in report  # one command, no section reruns
+    for figure in ("beta_sweep.png", "beta_grid.png", "glass_brains.png", "ablation_grid.png"):
+        assert (out / figure).stat().st_size > 0, figure
+    results = json.loads((out / "results.json").read_text())
+    assert set(results) >= {"extractor", "caption", "recon", "localize"}

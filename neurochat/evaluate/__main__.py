@@ -61,7 +61,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     everything = commands.add_parser("all", help="every evaluation into OUT/REPORT.md with its figures")
     _dataset_options(everything)
     everything.add_argument("--out", default="reports", help="report folder (default: reports/)")
-    everything.add_argument("--per-subject", type=int, help="test images per subject for captions and reconstructions")
+    everything.add_argument("--per-subject", type=int, help="test images per subject for captions and reconstructions "
+                            "(default: all)")  # fmt: skip
+    everything.add_argument("--recon-per-subject", type=int, help="test images per subject for the reconstructions "
+                            "alone, the slow part (default: --per-subject)")  # fmt: skip
     everything.add_argument("--steps", type=int, default=20)
     everything.add_argument("--beta", type=float, default=0.93)
     everything.add_argument("--backbones", help="folder with TorchScript AlexNet/Inception/EffNet/SwAV extractors")
@@ -174,7 +177,8 @@ def _recon(args, preset, dataset, vision) -> dict:
 
     main, flattened, brainllm = load_main_models(preset)
     reconstructor = Reconstructor(load_unclip(preset))
-    results = evaluate_reconstruction(dataset, vision, reconstructor, main, flattened, brainllm, per_subject=args.per_subject,
+    per_subject = getattr(args, "recon_per_subject", None) or args.per_subject  # `all` may size them apart
+    results = evaluate_reconstruction(dataset, vision, reconstructor, main, flattened, brainllm, per_subject=per_subject,
                                       beta=args.beta, steps=args.steps, backbones=args.backbones)  # fmt: skip
     if args.sweep_beta:
         folder = Path(args.sweep_beta)
