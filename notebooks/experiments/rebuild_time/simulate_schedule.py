@@ -60,3 +60,12 @@ measured = dict(vision_clip=2057, vision_vae=2622, vision=40, extractor_vit3d_r7
 for factor in (1.3, 1.5):
     report(f"2026-12-01's machine, shorter recipe, the rest at {factor}×", {**{k: v * factor for k, v in shorter.items()}, **measured})
     report(f"2026-12-01's machine, recipe now at {factor}×", {k: v * factor for k, v in ONE_THREAD_SECONDS.items()})
+
+# The timed rebuild of 2026-12-02 (the recipe now, from an empty folder, finished): every stage's wall
+# seconds from its manifest, each one thread beside another stage. It ran in two parts (the session
+# ended after nine stages; the same command resumed it), and LM stage 2 and the "w/o ViT3D" LLM shared
+# the cores with a test run for 20 min, so this packing, not the clock, is its uninterrupted time.
+rebuilt = dict(vision_clip=2912, vision_vae=4207, vision=39, extractor_vit3d_r7=857, extractor_flattened_r7=412, llm0=3457,
+               llm1=1592, decoder=4205, llm2=2781, llm_flattened=3527, extractor_vit3d_r5=2029, extractor_vit3d_r6=1560,
+               extractor_subj01_r7=194, extractor_subj02_r7=198, extractor_subj05_r7=192, extractor_subj07_r7=190)  # fmt: skip
+report("2026-12-02's rebuild, measured", rebuilt)
