@@ -60,8 +60,8 @@ def stage_commands(size: str, out: Path, data: Path, threads: int | None = None)
     quick_extractor = ["--tiny", "--max-steps", "2"] if micro else []
     # The main r = 7 model and its flattened "w/o ViT3D" twin train the paper's 30 epochs: at 8 the main
     # model's own scores held (CLIP two-way 96.1% vs 95.9–96.2%), but the LLM trained on its tokens fell
-    # beyond noise (LM stage 1 validation loss 0.347 vs 0.332, concept recall 30.4% vs 40.1%; the same
-    # stage on a 30-epoch model gave 0.332 again). The other extractors only localize or fill Table 1's
+    # beyond noise (LM stage 1 epoch loss 0.458 vs 0.446, concept recall 30.4% vs 40.1%); on a 30-epoch
+    # model it came back (0.446, 38.9%). The other extractors only localize or fill Table 1's
     # extractor rows and train 8 epochs so that the rebuild stays near 3 h on 2 cores (README, "How long
     # a rebuild takes").
     def epochs(count: int) -> list[str]:
