@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from neurochat.paths import REPO_ROOT
 
 STAGES = ["vision_clip", "vision_vae", "vision", "extractor_vit3d_r7", "extractor_vit3d_r6", "extractor_vit3d_r5", "extractor_flattened_r7",
@@ -39,6 +41,9 @@ def test_micro_chain_trains_every_stage_and_checks_the_explorer(micro_bundle):
     assert set(evaluation["llm"]["brief"]) == {"bleu1", "bleu4", "cider", "concept_recall"}
     assert "averaged" in evaluation["decoder"]["no_llm"] and 0.0 <= evaluation["localization"]["auc"]["ensemble"] <= 1.0
     assert evaluation["localization"]["ablation"]["n"] == 1
+    # the reconstructions are scored under several diffusion seeds, and their spread is kept for `--compare`
+    assert evaluation["sizes"]["seeds"] == 2
+    assert set(evaluation["decoder"]["no_llm"]["averaged"]["seed_sd"]) == {"pixcorr", "ssim", "clip_2way"}
 
 
 def test_two_evaluations_are_put_side_by_side():
@@ -47,6 +52,33 @@ def test_two_evaluations_are_put_side_by_side():
     ours = {"sizes": {"per_subject": 1}, "extractor": {"vit3d": {"averaged": {"clip_2way": 0.95}}}, "llm": {"rate": None}}
     theirs = {"sizes": {"per_subject": 10}, "extractor": {"vit3d": {"averaged": {"clip_2way": 0.96}}}}
     assert compare_evaluations(ours, theirs) == ["extractor.vit3d.averaged.clip_2way: 0.9500 vs 0.9600 (-0.0100)"]
+
+
+def test_a_comparison_says_whether_a_reconstruction_number_moved_beyond_its_diffusion_seed_noise():
+    from train.demo_bundle import compare_evaluations
+
+    def evaluation(clip_2way, sd=None, seeds=None):
+        scores = {"clip_2way": clip_2way, **({"seed_sd": {"clip_2way": sd}} if sd is not None else {})}
+        return {"sizes": {"seeds": seeds} if seeds else {}, "decoder": {"no_llm": {"averaged": scores}}}
+
+    # 3 seeds each, spread 0.03: two standard errors of the difference are 2 · 0.03 · √(2/3) = 0.049
+    assert compare_evaluations(evaluation(0.90, 0.03, 3), evaluation(0.94, 0.03, 3)) == [
+        "decoder.no_llm.averaged.clip_2way: 0.9000 vs 0.9400 (-0.0400) within noise (±0.0490, diffusion seeds)"]
+    assert compare_evaluations(evaluation(0.85, 0.03, 3), evaluation(0.94, 0.03, 3))[0].endswith(
+        "BEYOND noise (±0.0490, diffusion seeds)")
+    # an older manifest scored one seed and kept no spread: this side's spread stands for both
+    assert compare_evaluations(evaluation(0.90, 0.03, 3), evaluation(0.94)) == [
+        "decoder.no_llm.averaged.clip_2way: 0.9000 vs 0.9400 (-0.0400) within noise (±0.0693, diffusion seeds)"]
+
+
+def test_reconstruction_scores_under_several_seeds_are_their_means_with_the_spread_beside():
+    from neurochat.evaluate.recon import mean_over_seeds
+
+    by_seed = [{"pixcorr": 0.6, "clip_2way": 0.90, "alexnet2": None}, {"pixcorr": 0.7, "clip_2way": 0.94, "alexnet2": None}]
+    scores = mean_over_seeds(by_seed)
+    assert scores["pixcorr"] == pytest.approx(0.65) and scores["clip_2way"] == pytest.approx(0.92) and scores["alexnet2"] is None
+    assert scores["seed_sd"] == pytest.approx({"pixcorr": 0.1 / 2**0.5, "clip_2way": 0.04 / 2**0.5})
+    assert "seed_sd" not in mean_over_seeds(by_seed[:1])  # one seed has no spread
 
 
 def test_walkthrough_notebook_runs_on_the_micro_bundle(micro_bundle, sim_root, tmp_path):

@@ -16,6 +16,7 @@ CLIP, and the backbone metrics when their weights are given (otherwise null).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -79,10 +80,25 @@ def image_scores(pictures: np.ndarray, stimuli: np.ndarray, subjects: np.ndarray
     return scores
 
 
+def mean_over_seeds(by_seed: list[dict]) -> dict:
+    """`image_scores` of one row under several diffusion seeds → each metric's mean (None stays None), and
+    with more than one seed "seed_sd": {metric: standard deviation across the seeds}."""
+    scores = {k: (None if v is None else float(np.mean([s[k] for s in by_seed]))) for k, v in by_seed[0].items()}
+    if len(by_seed) > 1:
+        scores["seed_sd"] = {k: float(np.std([s[k] for s in by_seed], ddof=1)) for k, v in by_seed[0].items() if v is not None}
+    return scores
+
+
 def evaluate_reconstruction(dataset, vision, reconstructor, main_bundle, flattened_bundle, brainllm, *,
-                            per_subject: int | None = None, beta: float = 0.93, seed: int = 0, steps: int = 20,
+                            per_subject: int | None = None, beta: float = 0.93, seeds: Sequence[int] = (0,), steps: int = 20,
                             backbones: str | Path | None = None, log=print) -> dict:  # fmt: skip
-    """{"ours": {"averaged": {...}, "single": {...}}, "no_llm": ..., "no_vae": ..., "flattened": ...}."""
+    """{"ours": {"averaged": {...}, "single": {...}}, "no_llm": ..., "no_vae": ..., "flattened": ...}.
+
+    Each row is reconstructed once per diffusion seed in `seeds` and its metrics are the means over the
+    seeds; with more than one seed, "seed_sd" holds each metric's standard deviation across them (one
+    seed's spread: on 40 pictures CLIP two-way moves by several points between seeds, so a single seed
+    cannot tell two decoders apart; `notebooks/experiments/recon_noise`).
+    """
     bank = TrialBank(dataset, main_bundle.preprocessor)
     results: dict = {name: {} for name in ("ours", "no_llm", "no_vae", "flattened")}
     for protocol in PROTOCOLS:
@@ -100,9 +116,11 @@ def evaluate_reconstruction(dataset, vision, reconstructor, main_bundle, flatten
             f_clip, f_vae, _ = predict_features(flattened_bundle, bank, ts, rows)
             runs["flattened"] = ("", beta, f_clip, f_vae)
         for name, (prompt, run_beta, c, v) in runs.items():
-            pictures = reconstruct_all(reconstructor, c, v, prompt, run_beta, seed, steps)
-            results[name][protocol] = image_scores(pictures, stimuli, subjects, vision, backbones)
-            log(f"{name:9} {protocol:8} " + " ".join(f"{k}={v:.3f}" for k, v in results[name][protocol].items() if v is not None))
+            by_seed = [image_scores(reconstruct_all(reconstructor, c, v, prompt, run_beta, seed, steps), stimuli, subjects,
+                                    vision, backbones) for seed in seeds]  # fmt: skip
+            results[name][protocol] = mean_over_seeds(by_seed)
+            log(f"{name:9} {protocol:8} " + " ".join(f"{k}={v:.3f}" for k, v in results[name][protocol].items()
+                                                     if isinstance(v, float)))  # fmt: skip
     return {name: (by_protocol or None) for name, by_protocol in results.items()}
 
 
