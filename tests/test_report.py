@@ -34,3 +34,15 @@ def test_a_remeasured_section_replaces_only_itself_and_is_named_in_the_header(tm
 def test_remeasuring_without_a_report_says_how_to_write_one(tmp_path):
     with pytest.raises(DataError, match="evaluate all --out"):
         remeasure_section(tmp_path, "localize", _localize(0.9), command="c", seconds=1)
+
+
+def test_the_reconstruction_table_says_whether_its_numbers_are_one_seed_or_a_mean_over_seeds(tmp_path):
+    row = {"pixcorr": 0.65, "ssim": 0.64, "clip_2way": 0.92, **{k: None for k in ("alexnet2", "alexnet5", "inception", "effnet", "swav")}}
+    write_report({"recon": {"no_llm": {"averaged": row}}}, tmp_path, preset="demo", dataset="/data/sim", seconds=60)
+    assert "One diffusion seed per reconstruction" in (tmp_path / "REPORT.md").read_text()
+    spread = {"pixcorr": 0.021, "ssim": 0.01, "clip_2way": 0.03}
+    write_report({"recon": {"no_llm": {"averaged": {**row, "seed_sd": spread}}}}, tmp_path, preset="demo", dataset="/data/sim",
+                 seconds=60)  # fmt: skip
+    report = (tmp_path / "REPORT.md").read_text()
+    assert "| no_llm | averaged | 0.650 | 0.640 | 92.0% |" in report
+    assert "mean over several diffusion seeds; across the seeds CLIP two-way spread by 3.0%–3.0%" in report

@@ -38,6 +38,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     recon.add_argument("--per-subject", type=int, help="test images per subject (default: all)")
     recon.add_argument("--steps", type=int, default=20)
     recon.add_argument("--beta", type=float, default=0.93)
+    recon.add_argument("--seeds", type=int, default=1, help="diffusion seeds per reconstruction: the metrics are their "
+                       "means, with their spread (`seed_sd`); one seed's CLIP two-way moves by several points")  # fmt: skip
     recon.add_argument("--backbones", help="folder with TorchScript AlexNet/Inception/EffNet/SwAV extractors")
     recon.add_argument("--sweep-beta", metavar="DIR", help="write the β sweep (JSON, PNG plot, Fig. 6 grid) here")
     localize = commands.add_parser("localize", help="localization AUC vs ground truth, and ablation (SimNSD)")
@@ -67,6 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                             "alone, the slow part (default: --per-subject)")  # fmt: skip
     everything.add_argument("--steps", type=int, default=20)
     everything.add_argument("--beta", type=float, default=0.93)
+    everything.add_argument("--seeds", type=int, default=1, help="diffusion seeds per reconstruction (see `recon --seeds`)")
     everything.add_argument("--backbones", help="folder with TorchScript AlexNet/Inception/EffNet/SwAV extractors")
     everything.add_argument("--max-recordings", type=int, help="test recordings for the localization AUC")
     everything.add_argument("--ablation-cases", type=int, default=60)
@@ -179,7 +182,8 @@ def _recon(args, preset, dataset, vision) -> dict:
     reconstructor = Reconstructor(load_unclip(preset))
     per_subject = getattr(args, "recon_per_subject", None) or args.per_subject  # `all` may size them apart
     results = evaluate_reconstruction(dataset, vision, reconstructor, main, flattened, brainllm, per_subject=per_subject,
-                                      beta=args.beta, steps=args.steps, backbones=args.backbones)  # fmt: skip
+                                      beta=args.beta, seeds=range(args.seeds), steps=args.steps,
+                                      backbones=args.backbones)  # fmt: skip
     if args.sweep_beta:
         folder = Path(args.sweep_beta)
         curves = sweep_beta(dataset, vision, reconstructor, main, brainllm, steps=args.steps)

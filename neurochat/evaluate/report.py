@@ -108,6 +108,16 @@ def write_report(results: dict, folder: Path, *, preset: str, dataset: str, seco
                   f"| paper (NSD) | single | {PAPER_TABLE2_SINGLE['pixcorr']} | {PAPER_TABLE2_SINGLE['ssim']} | 95.3% | 91.2% | 96.3% | 94.6% | 0.671 | 0.324 |",
                   "", "AlexNet, Inception, EffNet-B and SwAV need weights that are not on this machine: n/a (pass "
                   "`--backbones DIR` with TorchScript exports to compute them).", ""]  # fmt: skip
+        spreads = [m["seed_sd"] for name, by_protocol in recon.items() if name != "beta_sweep" and by_protocol
+                   for m in by_protocol.values() if "seed_sd" in m]  # fmt: skip
+        if spreads:
+            lines += ["Each number is the mean over several diffusion seeds; across the seeds CLIP two-way spread by "
+                      f"{min(s['clip_2way'] for s in spreads):.1%}–{max(s['clip_2way'] for s in spreads):.1%} (standard "
+                      "deviation, per row) and PixCorr by "
+                      f"{min(s['pixcorr'] for s in spreads):.3f}–{max(s['pixcorr'] for s in spreads):.3f}.", ""]
+        else:
+            lines += ["One diffusion seed per reconstruction: on 10 recordings per subject the seed alone moves CLIP "
+                      "two-way by several points (`--seeds N` averages N; notebooks/experiments/recon_noise).", ""]
         if "beta_sweep" in recon:
             lines += ["### β sweep (Fig. 5 and Fig. 6 analogs)", "", "![β sweep](beta_sweep.png)", "",
                       "Rows: the stimulus, then β = " + ", ".join(f"{b:g}" for b in recon["beta_sweep"]["beta"])

@@ -64,7 +64,7 @@ def main() -> None:
     bank = TrialBank(dataset, main_bundle.preprocessor)
     for protocol in args.protocols:
         ts = test_set(bank, protocol)
-        by_window = []
+        by_window, by_seed = [], []
         for window in range(args.windows):
             rows = window_rows(ts.subject, window, args.size)
             if len(rows) < 2 * len(np.unique(ts.subject)):
@@ -79,7 +79,7 @@ def main() -> None:
                 if seed == 0:
                     by_window.append(scores)
                 if window == 0:
-                    by_seed = (by_seed if seed else []) + [scores]
+                    by_seed.append(scores)
         print(spread(f"no_llm {protocol} across windows of {args.size} per subject, seed 0", by_window))
         print(spread(f"no_llm {protocol} window 0 across seeds", by_seed))
 
