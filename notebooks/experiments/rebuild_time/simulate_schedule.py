@@ -7,8 +7,9 @@ steps, the decoder stopped at step 738 of its 1,500, LM stage 0 4 epochs), the o
 with every extractor at 8 epochs (its LLM fell beyond noise, README), the shorter one tried on 2026-12-01
 and dropped (r = 6 / 5 5 epochs, CLIP 1,200 / VAE 1,300 steps, the decoder a fixed 600 steps, LM stage 0
 3 epochs: it cost reconstruction quality) and the one the committed bundle was trained with (every r = 7
-extractor 30 epochs, r = 5 / 6 10 epochs). Data, packing, the check and the evaluation add about 9 min
-to each.
+extractor 30 epochs, r = 5 / 6 10 epochs); then the measured rebuilds (the last line: the recipe now,
+measured in part on 2026-12-02's second machine). Data, packing, the check and the evaluation add about
+9 min to each (more since the evaluation draws its reconstructions with 3 seeds).
 
     python notebooks/experiments/rebuild_time/simulate_schedule.py
 """
@@ -76,3 +77,13 @@ rebuilt = dict(vision_clip=2912, vision_vae=4207, vision=39, extractor_vit3d_r7=
 report("2026-12-02's rebuild, measured", rebuilt)
 # The recipe now on that machine: the same seconds, the two r = 7 models that feed the LLM at 30 / 8 of theirs.
 report("2026-12-02's machine, recipe now (projected)", {k: v * 30 / 8 if k in LLM_EXTRACTORS else v for k, v in rebuilt.items()})
+
+# The rebuild of the recipe now started from an empty folder on 2026-12-02's second machine (12:22 UTC, `--jobs 2`,
+# nothing else running), stopped unfinished at the session's end: the stages it finished at their measured wall
+# seconds (each one thread beside another stage), the rest at their one-thread times scaled by the finished
+# stages' ratio to theirs (`OBSERVED_RATIO`).
+finished = dict(vision_clip=1854, vision_vae=2379, vision=28, llm0=2451, extractor_vit3d_r7=2156,
+                extractor_flattened_r7=1096, llm1=1209)  # fmt: skip
+OBSERVED_RATIO = sum(finished.values()) / sum(ONE_THREAD_SECONDS[stage] for stage in finished)
+projected = {stage: finished.get(stage, seconds * OBSERVED_RATIO) for stage, seconds in ONE_THREAD_SECONDS.items()}
+report(f"2026-12-02's second machine, recipe now ({len(finished)} stages measured, the rest at {OBSERVED_RATIO:.2f}×)", projected)
