@@ -74,8 +74,8 @@ def image_scores(pictures: np.ndarray, stimuli: np.ndarray, subjects: np.ndarray
     """PixCorr, SSIM, CLIP 2-way (within each subject's test set, averaged) and backbone metrics."""
     clip_per_subject = [clip_two_way(pictures[subjects == s], stimuli[subjects == s], vision)
                         for s in np.unique(subjects) if (subjects == s).sum() > 1]  # fmt: skip
-    scores = {"pixcorr": pixcorr(pictures, stimuli), "ssim": ssim(pictures, stimuli),
-              "clip_2way": float(np.mean(clip_per_subject))}  # fmt: skip
+    two_way = float(np.mean(clip_per_subject)) if clip_per_subject else None  # None: no subject has two pictures
+    scores = {"pixcorr": pixcorr(pictures, stimuli), "ssim": ssim(pictures, stimuli), "clip_2way": two_way}
     scores.update(backbone_metrics(pictures, stimuli, backbones))
     return scores
 
