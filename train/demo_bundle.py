@@ -345,7 +345,7 @@ def decoder_headline(recon: dict) -> dict:
     def headline(m: dict) -> dict:
         numbers = {k: m[k] for k in HEADLINE_IMAGE_METRICS}
         if "seed_sd" in m:
-            numbers["seed_sd"] = {k: m["seed_sd"][k] for k in HEADLINE_IMAGE_METRICS}
+            numbers["seed_sd"] = {k: sd for k, sd in m["seed_sd"].items() if k in HEADLINE_IMAGE_METRICS}
         return numbers
 
     return {run: {protocol: headline(m) for protocol, m in by_protocol.items()} for run, by_protocol in recon.items() if by_protocol}

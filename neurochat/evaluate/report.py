@@ -110,11 +110,12 @@ def write_report(results: dict, folder: Path, *, preset: str, dataset: str, seco
                   "`--backbones DIR` with TorchScript exports to compute them).", ""]  # fmt: skip
         spreads = [m["seed_sd"] for name, by_protocol in recon.items() if name != "beta_sweep" and by_protocol
                    for m in by_protocol.values() if "seed_sd" in m]  # fmt: skip
+        clip_spreads = [s["clip_2way"] for s in spreads if "clip_2way" in s]  # absent where no subject had two pictures
         if spreads:
-            lines += ["Each number is the mean over several diffusion seeds; across the seeds CLIP two-way spread by "
-                      f"{min(s['clip_2way'] for s in spreads):.1%}–{max(s['clip_2way'] for s in spreads):.1%} (standard "
-                      "deviation, per row) and PixCorr by "
-                      f"{min(s['pixcorr'] for s in spreads):.3f}–{max(s['pixcorr'] for s in spreads):.3f}.", ""]
+            lines += ["Each number is the mean over several diffusion seeds; across the seeds PixCorr spread by "
+                      f"{min(s['pixcorr'] for s in spreads):.3f}–{max(s['pixcorr'] for s in spreads):.3f} (standard deviation, "
+                      "per row)" + (f" and CLIP two-way by {min(clip_spreads):.1%}–{max(clip_spreads):.1%}" if clip_spreads else "")
+                      + ".", ""]  # fmt: skip
         else:
             lines += ["One diffusion seed per reconstruction: on 10 recordings per subject the seed alone moves CLIP "
                       "two-way by several points (`--seeds N` averages N; notebooks/experiments/recon_noise).", ""]
