@@ -143,6 +143,33 @@ def test_the_extractors_whose_tokens_the_llm_reads_train_the_papers_30_epochs():
     assert epochs("extractor_vit3d_r6") == epochs("extractor_vit3d_r5") == epochs("extractor_subj01_r7") == 8
 
 
+def test_bf16_autocast_is_asked_for_only_where_it_pays():
+    """The VAE, the extractors and the LLM stages train 0.6-0.7x faster under bf16 autocast on a CPU
+    with native bf16; CLIP and the decoder gain nothing and stay float32, as does every stage with "no"."""
+    from train.demo_bundle import stage_commands
+
+    def flags(mixed_precision: str) -> dict[str, set[str]]:
+        plan = stage_commands("demo", REPO_ROOT / "unused", REPO_ROOT / "unused", 1, mixed_precision)
+        return {stage: {a for _, argv in runs for a in argv if a.endswith("mixed-precision")} for stage, runs in plan.items()}
+
+    bf16 = flags("bf16")
+    assert {stage for stage, f in bf16.items() if f} == set(STAGES) - {"vision_clip", "vision", "decoder"}
+    assert bf16["vision_vae"] == {"--vae-mixed-precision"} and bf16["llm_flattened"] == {"--mixed-precision"}
+    assert not any(flags("no").values())
+
+
+def test_auto_precision_is_bf16_only_where_the_machine_multiplies_bf16_natively(monkeypatch):
+    from neurochat.errors import ConfigError
+    from neurochat.training import precision
+
+    monkeypatch.setattr(precision, "native_bf16", lambda device="cpu": False)
+    assert precision.resolve_mixed_precision("auto") == "no" and precision.resolve_mixed_precision("bf16") == "bf16"
+    monkeypatch.setattr(precision, "native_bf16", lambda device="cpu": True)
+    assert precision.resolve_mixed_precision("auto") == "bf16" and precision.resolve_mixed_precision("no") == "no"
+    with pytest.raises(ConfigError, match="mixed_precision='half'"):
+        precision.resolve_mixed_precision("half")
+
+
 def test_stages_start_by_how_many_wait_on_them_then_longest_first():
     from train.demo_bundle import ONE_THREAD_SECONDS, stage_commands, start_order
 

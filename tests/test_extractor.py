@@ -182,3 +182,19 @@ def test_committed_extractor_reloads_identically():
     a, b = load_extractor(folder), load_extractor(folder)
     tokens = torch.randn(2, a.config.n_tokens, a.config.token_dim, generator=torch.Generator().manual_seed(0))
     assert torch.equal(a.model(tokens).clip, b.model(tokens).clip)
+
+
+def test_bf16_training_keeps_float32_weights_and_records_the_setting(sim_root, tmp_path):
+    """`--mixed-precision bf16` (the demo bundle's choice on a CPU with native bf16) trains under bf16
+    autocast; the saved weights are float32 and the checkpoint says how it was trained."""
+    from neurochat.paths import CHECKPOINTS
+    from train.extractor import main as train_main
+
+    if not (CHECKPOINTS / "demo/clip/config.json").exists():
+        pytest.skip("the demo vision models are not in checkpoints/demo")
+    out = tmp_path / "vit3d_bf16"
+    assert train_main(["--preset", "demo", "--nsd-root", str(sim_root), "--patch-size", "7", "--tiny", "--max-steps", "2",
+                       "--mixed-precision", "bf16", "--out", str(out), "--no-progress"]) == 0  # fmt: skip
+    bundle = load_extractor(out)
+    assert bundle.info["train"]["mixed_precision"] == "bf16" and np.isfinite(bundle.info["history"][-1]["loss"])
+    assert all(p.dtype == torch.float32 for p in bundle.model.parameters())

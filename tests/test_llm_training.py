@@ -148,6 +148,16 @@ def test_stage0_pretrains_a_demo_llm_folder(sim_root, tmp_path):
     assert not (out / "training_state").exists()
 
 
+def test_stage0_under_bf16_autocast_records_it_and_keeps_float32_weights(sim_root, tmp_path):
+    out = tmp_path / "llm_bf16"
+    assert train_main(["--stage", "0", "--tiny", "--nsd-root", str(sim_root), "--out", str(out), "--tasks", "brief",
+                       "--mixed-precision", "bf16", *STEPS]) == 0  # fmt: skip
+    facts = json.loads((out / "neurochat_training.json").read_text())
+    assert facts["config"]["mixed_precision"] == "bf16" and np.isfinite(facts["val_loss"])
+    lm, _ = load_language_model(out)
+    assert all(p.dtype == torch.float32 for p in lm.parameters())
+
+
 def test_fmri_inputs_average_the_repetitions_of_a_test_image(sim_root, extractor_dir):
     bundle = load_extractor(extractor_dir)
     dataset = NSDDataset(sim_root)

@@ -309,3 +309,22 @@ def test_committed_demo_models_reload_identically():
     for relative, record in records.items():
         if relative.startswith(("clip/", "unclip/vae/", "unclip/image_encoder/")):
             assert hashlib.sha256((CHECKPOINTS / "demo" / relative).read_bytes()).hexdigest() == record["sha256"], relative
+
+
+def test_the_vae_trains_under_bf16_autocast_with_float32_weights(tiny_pool):
+    """`VaeConfig.mixed_precision="bf16"` (what the demo bundle asks for on a CPU with native bf16): the
+    forward pass runs in bf16, the weights and the loss stay float32, and the steps differ from float32's."""
+    from neurochat.training.vision import train_vae
+
+    config = dataclasses.replace(TINY_VAE, steps=2, batch_size=2, warmup_steps=1)
+    runs = {}
+    for precision in ("no", "bf16"):
+        torch.manual_seed(0)
+        vae = build_vae(TINY_VAE)
+        run = train_vae(vae, tiny_pool, dataclasses.replace(config, mixed_precision=precision), seed=0, progress=False)
+        assert all(p.dtype == torch.float32 for p in vae.parameters()) and np.isfinite(run.losses).all()
+        runs[precision] = run.losses
+    assert runs["no"][0] != runs["bf16"][0]  # bf16 really computed the first forward pass
+    assert runs["no"][0] == pytest.approx(runs["bf16"][0], rel=0.05)
+    with pytest.raises(ConfigError, match="mixed_precision='fp8'"):
+        VaeConfig(mixed_precision="fp8")

@@ -44,6 +44,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", help="checkpoint folder")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--threads", type=int, help="torch threads (1 is fastest when another job shares the CPU)")
+    parser.add_argument("--mixed-precision", choices=("no", "bf16"), default="no",
+                        help="bf16: forward passes under bf16 autocast (0.6x the step time on a CPU with native bf16)")  # fmt: skip
     args = parser.parse_args(argv)
     if args.threads:
         import torch
@@ -99,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"training {args.layout} r={patch_size} ({n_parameters / 1e6:.2f} M parameters, N={config.n_tokens}) "
           f"on {len(bank.subjects)} subject(s) → {out}")  # fmt: skip
     train_config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                               max_steps=args.max_steps)  # fmt: skip
+                               max_steps=args.max_steps, mixed_precision=args.mixed_precision)  # fmt: skip
     result = train_extractor(bundle, bank, targets, train_config, out, progress=not args.no_progress)
     last = result["history"][-1] if result["history"] else {}
     print(f"done: {result['steps']} steps in {result['train_seconds_this_run']} s; last epoch loss {last.get('loss', float('nan')):.4f}")

@@ -50,6 +50,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--vae-max-seconds", type=float, default=None, help="stop VAE training early after this long")
     parser.add_argument("--threads", type=_positive_int, default=None,
                         help="torch intra-op threads (default: torch's choice, one per core); use fewer when sharing the machine")
+    parser.add_argument("--vae-mixed-precision", choices=("no", "bf16"), default=vae_defaults.mixed_precision,
+                        help="bf16: the VAE's forward passes under bf16 autocast (0.7x the step time on a CPU with native "
+                             "bf16; CLIP gains nothing from it and always trains in float32)")  # fmt: skip
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (logs, CI)")
     parser.add_argument("--part", choices=("clip", "vae", "finish"),
                         help="train only CLIP or only the VAE, or (once both are trained) measure them and write the manifest; "
@@ -64,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     vae_config = dataclasses.replace(
         vae_defaults, steps=args.vae_steps, batch_size=args.vae_batch_size, max_seconds=args.vae_max_seconds,
-        warmup_steps=min(vae_defaults.warmup_steps, args.vae_steps),
+        warmup_steps=min(vae_defaults.warmup_steps, args.vae_steps), mixed_precision=args.vae_mixed_precision,
     )
     command = "python -m train.vision " + shlex.join(sys.argv[1:] if argv is None else list(argv))
     if clip_config.image_size != vae_config.image_size:

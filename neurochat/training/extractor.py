@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from neurochat.data import MixUpTrainingSet, TrialBank
 from neurochat.models.extractor import ExtractorBundle, alignment_loss, save_extractor
 from neurochat.targets import ImageTargets
+from neurochat.training.precision import autocast, check_mixed_precision
 from neurochat.training.schedule import warmup_cosine
 
 STATE_DIR = "training_state"
@@ -43,6 +44,10 @@ class TrainConfig:
     mixup: bool = True  # App. B
     seed: int = 0
     max_steps: int | None = None  # stop early (smoke tests)
+    mixed_precision: str = "no"  # "bf16": forward pass and loss under bf16 autocast (neurochat.training.precision)
+
+    def __post_init__(self):
+        check_mixed_precision(self.mixed_precision)
 
 
 def train_extractor(
@@ -109,8 +114,9 @@ def train_extractor(
                 break
             tokens = bundle.tokens(batch["tokens"])
             clip_target, vae_target = targets.batch(batch["nsd_id"], device=tokens.device)
-            output = model(tokens)
-            loss, clip_term, vae_term = alignment_loss(output, clip_target, vae_target, bundle.config.alpha)
+            with autocast(tokens.device, config.mixed_precision):
+                output = model(tokens)
+                loss, clip_term, vae_term = alignment_loss(output, clip_target, vae_target, bundle.config.alpha)
             accelerator.backward(loss)
             if config.grad_clip:
                 accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)

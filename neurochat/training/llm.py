@@ -32,6 +32,7 @@ from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
 from neurochat.errors import ConfigError, DataError
+from neurochat.training.precision import autocast, check_mixed_precision
 from neurochat.training.schedule import warmup_cosine
 from neurochat.language import BRIEF_INSTRUCTIONS, IMAGE_TOKEN, TASKS
 from neurochat.models.brainllm import IGNORE_INDEX, BrainLLM, conversation_messages
@@ -63,6 +64,7 @@ class LLMTrainConfig:
     eval_samples: int = 64  # test samples for the validation loss reported at the end
     block_size: int = 512  # stage 0: tokens per packed training block
     group_by_length: bool = True  # stages 1-2: batches of similar length (LLaVA's group_by_modality_length)
+    mixed_precision: str = "no"  # "bf16": forward pass and loss under bf16 autocast (neurochat.training.precision)
 
     def __post_init__(self):
         if self.stage not in (0, 1, 2):
@@ -72,6 +74,7 @@ class LLMTrainConfig:
         unknown = [t for t in self.tasks if t not in TASKS]
         if unknown or not self.tasks:
             raise ConfigError(f"tasks={list(self.tasks)}: choose among {', '.join(TASKS)}")
+        check_mixed_precision(self.mixed_precision)
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ConfigError(f"epochs={self.epochs}, batch_size={self.batch_size}, lr={self.lr}: all must be positive")
 
@@ -362,7 +365,8 @@ def run_training(
         for batch in batches:
             if step >= total_steps:
                 break
-            loss = loss_fn(model, batch)
+            with autocast(accelerator.device, config.mixed_precision):
+                loss = loss_fn(model, batch)
             accelerator.backward(loss)
             if config.grad_clip:
                 accelerator.clip_grad_norm_(trainable, config.grad_clip)

@@ -37,6 +37,7 @@ from neurochat.errors import ConfigError
 from neurochat.models.vision import ClipPreprocessing, VisionEncoders, images_to_unit_float
 from neurochat.sim.concepts import CONCEPT_NAMES, OBJECTS, SCENES
 from neurochat.sim.pool import POOL_FIRST_ID, pool_scenes, render_images
+from neurochat.training.precision import autocast, check_mixed_precision
 
 # CLIP's byte-level BPE conventions (transformers' CLIPTokenizer builds the same pipeline).
 BOS_TOKEN, EOS_TOKEN = "<|startoftext|>", "<|endoftext|>"
@@ -97,6 +98,10 @@ class VaeConfig:
     kl_weight: float = 1e-6
     scaling_samples: int = 2048  # training pictures whose latent std sets `scaling_factor`
     max_seconds: float | None = None
+    mixed_precision: str = "no"  # "bf16": forward pass under bf16 autocast (neurochat.training.precision)
+
+    def __post_init__(self):
+        check_mixed_precision(self.mixed_precision)
 
 
 @dataclass
@@ -380,8 +385,9 @@ def train_vae(vae, pool: PoolPictures, config: VaeConfig, *, seed: int, accelera
     for _ in bar:
         indices = rng.integers(len(pool), size=config.batch_size)
         sample = (images_to_unit_float(pool.images[indices]) * 2.0 - 1.0).to(accelerator.device)  # (B, 3, H, W) in [-1, 1]
-        reconstruction, kl = wrapper(sample)
-        loss = (reconstruction - sample).abs().mean() + config.kl_weight * kl.mean() / values_per_picture
+        with autocast(accelerator.device, config.mixed_precision):
+            reconstruction, kl = wrapper(sample)
+        loss = (reconstruction.float() - sample).abs().mean() + config.kl_weight * kl.float().mean() / values_per_picture
         accelerator.backward(loss)
         optimizer.step()
         scheduler.step()
