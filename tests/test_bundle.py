@@ -170,6 +170,19 @@ def test_auto_precision_is_bf16_only_where_the_machine_multiplies_bf16_natively(
         precision.resolve_mixed_precision("half")
 
 
+def test_precision_bench_times_both_variants_of_the_demo_models(tmp_path, capsys):
+    from neurochat.bench.__main__ import main as bench_main
+
+    if not (REPO_ROOT / "checkpoints/demo/unclip/vae/config.json").exists():
+        pytest.skip("no committed demo bundle")
+    assert bench_main(["precision", "--steps", "1", "--only", "vae", "extractor_r7", "--json", str(tmp_path / "p.json")]) == 0
+    rows = json.loads((tmp_path / "p.json").read_text())["rows"]
+    assert [row["model"] for row in rows] == ["vae", "extractor_r7"]
+    assert all(row["float32_s"] > 0 and row["bf16_s"] > 0 and abs(row["first_loss_bf16"] / row["first_loss_float32"] - 1) < 0.1
+               for row in rows)  # fmt: skip
+    assert "bf16 / float32" in capsys.readouterr().out
+
+
 def test_stages_start_by_how_many_wait_on_them_then_longest_first():
     from train.demo_bundle import ONE_THREAD_SECONDS, stage_commands, start_order
 

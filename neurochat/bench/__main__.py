@@ -23,6 +23,7 @@ BENCHMARKS = {
     "localize": "neurochat.bench.localize",
     "app": "neurochat.bench.app",
     "training": "neurochat.bench.training",
+    "precision": "neurochat.bench.precision",
 }
 
 
