@@ -45,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--threads", type=int, help="torch threads (1 is fastest when another job shares the CPU)")
     parser.add_argument("--mixed-precision", choices=("no", "bf16"), default="no",
-                        help="bf16: forward passes under bf16 autocast (0.6x the step time on a CPU with native bf16)")  # fmt: skip
+                        help="bf16: forward passes under bf16 autocast (0.5-0.6x the step time on a CPU with native bf16)")  # fmt: skip
     args = parser.parse_args(argv)
     if args.threads:
         import torch

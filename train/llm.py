@@ -63,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
                         help="LLM weights (bfloat16 for Llama-3-8B on a GPU)")  # fmt: skip
     parser.add_argument("--mixed-precision", choices=("no", "bf16", "fp16"), default="no",
-                        help="bf16: forward passes under bf16 autocast (0.6x the step time on a CPU with native bf16); "
+                        help="bf16: forward passes under bf16 autocast (0.6-0.8x the step time on a CPU with native bf16); "
                              "fp16: accelerate's, with a gradient scaler (GPU)")  # fmt: skip
     parser.add_argument("--threads", type=int, help="torch intra-op threads (1 is fastest on a CPU another job shares)")
     parser.add_argument("--seed", type=int, default=0, help="seeds the extension's wordings and the training")

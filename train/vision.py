@@ -51,8 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", type=_positive_int, default=None,
                         help="torch intra-op threads (default: torch's choice, one per core); use fewer when sharing the machine")
     parser.add_argument("--vae-mixed-precision", choices=("no", "bf16"), default=vae_defaults.mixed_precision,
-                        help="bf16: the VAE's forward passes under bf16 autocast (0.7x the step time on a CPU with native "
-                             "bf16; CLIP gains nothing from it and always trains in float32)")  # fmt: skip
+                        help="bf16: the VAE's forward passes under bf16 autocast (0.65-0.7x the step time on a CPU with native "
+                             "bf16; CLIP always trains in float32)")  # fmt: skip
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (logs, CI)")
     parser.add_argument("--part", choices=("clip", "vae", "finish"),
                         help="train only CLIP or only the VAE, or (once both are trained) measure them and write the manifest; "

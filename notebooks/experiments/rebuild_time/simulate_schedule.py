@@ -87,3 +87,26 @@ finished = dict(vision_clip=1854, vision_vae=2379, vision=28, llm0=2451, extract
 OBSERVED_RATIO = sum(finished.values()) / sum(ONE_THREAD_SECONDS[stage] for stage in finished)
 projected = {stage: finished.get(stage, seconds * OBSERVED_RATIO) for stage, seconds in ONE_THREAD_SECONDS.items()}
 report(f"2026-12-02's second machine, recipe now ({len(finished)} stages measured, the rest at {OBSERVED_RATIO:.2f}×)", projected)
+
+# The bf16 recipe (the VAE, the extractors and the LLM stages under bf16 autocast, CLIP and the decoder
+# float32; `--mixed-precision auto` on a CPU with native bf16), started from an empty folder on 2026-12-02's
+# third machine (14:56 UTC, `--jobs 2`, nothing else running but a 2-minute benchmark smoke run at the start):
+# the stages it finished at their measured wall seconds (each one thread beside another stage); the rest at
+# their one-thread times scaled by the same kind of finished stage's ratio to its own (`BF16_RATIOS`).
+bf16_finished = dict(vision_clip=1938, vision_vae=1802, vision=30, extractor_vit3d_r7=1417, llm0=1646,
+                     extractor_flattened_r7=843)  # fmt: skip
+BF16_RATIOS = {"extractor": bf16_finished["extractor_vit3d_r7"] / ONE_THREAD_SECONDS["extractor_vit3d_r7"],
+               "llm": bf16_finished["llm0"] / ONE_THREAD_SECONDS["llm0"],
+               "decoder": bf16_finished["vision_clip"] / ONE_THREAD_SECONDS["vision_clip"]}  # float32: CLIP's ratio  # fmt: skip
+
+
+def bf16_seconds(stage: str) -> float:
+    if stage in bf16_finished:
+        return bf16_finished[stage]
+    kind = next(kind for kind in BF16_RATIOS if stage.startswith(kind))
+    return ONE_THREAD_SECONDS[stage] * BF16_RATIOS[kind]
+
+
+bf16_projected = {stage: bf16_seconds(stage) for stage in ONE_THREAD_SECONDS}
+report(f"2026-12-02's third machine, bf16 recipe ({len(bf16_finished)} stages measured, the rest projected)", bf16_projected)
+
