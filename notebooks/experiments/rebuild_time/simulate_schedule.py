@@ -7,8 +7,8 @@ steps, the decoder stopped at step 738 of its 1,500, LM stage 0 4 epochs), the o
 with every extractor at 8 epochs (its LLM fell beyond noise, README), the shorter one tried on 2026-12-01
 and dropped (r = 6 / 5 5 epochs, CLIP 1,200 / VAE 1,300 steps, the decoder a fixed 600 steps, LM stage 0
 3 epochs: it cost reconstruction quality) and the one the committed bundle was trained with (every r = 7
-extractor 30 epochs, r = 5 / 6 10 epochs); then the measured rebuilds (the last line: the recipe now,
-measured in part on 2026-12-02's second machine). Data, packing, the check and the evaluation add about
+extractor 30 epochs, r = 5 / 6 10 epochs); then the measured rebuilds ("2026-12-02's second machine": the float32 recipe now,
+measured in part; the last line: the bf16 recipe, measured in part on 2026-12-02's third machine). Data, packing, the check and the evaluation add about
 9 min to each (more since the evaluation draws its reconstructions with 3 seeds).
 
     python notebooks/experiments/rebuild_time/simulate_schedule.py
@@ -94,9 +94,10 @@ report(f"2026-12-02's second machine, recipe now ({len(finished)} stages measure
 # the stages it finished at their measured wall seconds (each one thread beside another stage); the rest at
 # their one-thread times scaled by the same kind of finished stage's ratio to its own (`BF16_RATIOS`).
 bf16_finished = dict(vision_clip=1938, vision_vae=1802, vision=30, extractor_vit3d_r7=1417, llm0=1646,
-                     extractor_flattened_r7=843)  # fmt: skip
+                     extractor_flattened_r7=843, llm1=1192, llm_flattened=2064, decoder=2961)  # fmt: skip
 BF16_RATIOS = {"extractor": bf16_finished["extractor_vit3d_r7"] / ONE_THREAD_SECONDS["extractor_vit3d_r7"],
-               "llm": bf16_finished["llm0"] / ONE_THREAD_SECONDS["llm0"],
+               # LM stage 0 gained most (0.61), stage 1 least (0.99): the later conversation stages at stage 1's
+               "llm": bf16_finished["llm1"] / ONE_THREAD_SECONDS["llm1"],
                "decoder": bf16_finished["vision_clip"] / ONE_THREAD_SECONDS["vision_clip"]}  # float32: CLIP's ratio  # fmt: skip
 
 
