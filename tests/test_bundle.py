@@ -151,7 +151,8 @@ def test_the_extractors_whose_tokens_the_llm_reads_train_the_papers_30_epochs():
 
 def test_bf16_autocast_is_asked_for_only_where_it_pays():
     """The VAE, the extractors and the LLM stages train in 0.5-0.8x the time under bf16 autocast on a CPU
-    with native bf16; the decoder gains nothing and CLIP stays float32 until measured cleanly, as does every stage with "no"."""
+    with native bf16; the decoder gains nothing and CLIP stays float32 until measured cleanly; with "no"
+    every stage is float32."""
     from train.demo_bundle import stage_commands
 
     def flags(mixed_precision: str) -> dict[str, set[str]]:

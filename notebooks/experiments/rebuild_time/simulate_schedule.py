@@ -94,7 +94,8 @@ report(f"2026-12-02's second machine, recipe now ({len(finished)} stages measure
 # the stages it finished at their measured wall seconds (each one thread beside another stage); the rest at
 # their one-thread times scaled by the same kind of finished stage's ratio to its own (`BF16_RATIOS`).
 bf16_finished = dict(vision_clip=1938, vision_vae=1802, vision=30, extractor_vit3d_r7=1417, llm0=1646,
-                     extractor_flattened_r7=843, llm1=1192, llm_flattened=2064, decoder=2961)  # fmt: skip
+                     extractor_flattened_r7=843, llm1=1192, llm_flattened=2064, decoder=2961, llm2=1445,
+                     extractor_vit3d_r5=927, extractor_subj01_r7=106, extractor_subj02_r7=106)  # fmt: skip
 BF16_RATIOS = {"extractor": bf16_finished["extractor_vit3d_r7"] / ONE_THREAD_SECONDS["extractor_vit3d_r7"],
                # LM stage 0 gained most (0.61), stage 1 least (0.99): the later conversation stages at stage 1's
                "llm": bf16_finished["llm1"] / ONE_THREAD_SECONDS["llm1"],
