@@ -44,7 +44,7 @@ def _models(weights, only):
     from neurochat.models.extractor import alignment_loss, load_extractor
     from neurochat.training.llm import DEMO_STAGE_SETTINGS
     from neurochat.training.unclip import DecoderTrainConfig
-    from neurochat.training.vision import ClipConfig, VaeConfig, _VaeWithKl, multi_positive_contrastive_loss
+    from neurochat.training.vision import ClipConfig, VaeConfig, _VaeWithKl, multi_positive_contrastive_loss, vae_loss
 
     generator = torch.Generator().manual_seed(0)
 
@@ -65,11 +65,8 @@ def _models(weights, only):
         vae = _VaeWithKl(AutoencoderKL.from_pretrained(weights / "unclip" / "vae").float())
         config = VaeConfig()
 
-        def vae_loss(m, sample):
-            reconstruction, kl = m(sample)
-            return (reconstruction.float() - sample).abs().mean() + config.kl_weight * kl.float().mean() / sample[0].numel()
-
-        yield "vae", vae, [randn(config.batch_size, 3, config.image_size, config.image_size).clamp(-1, 1) for _ in range(2)], vae_loss
+        yield ("vae", vae, [randn(config.batch_size, 3, config.image_size, config.image_size).clamp(-1, 1) for _ in range(2)],
+               lambda m, sample: vae_loss(*m(sample), sample, config))  # fmt: skip
     for r in (7, 5):
         if wanted(f"extractor_r{r}"):
             bundle = load_extractor(weights / "extractor" / f"vit3d_r{r}")

@@ -365,6 +365,11 @@ class _VaeWithKl(nn.Module):
         return reconstruction, posterior.kl()  # kl: (B,), summed over the latent
 
 
+def vae_loss(reconstruction: torch.Tensor, kl: torch.Tensor, sample: torch.Tensor, config: VaeConfig) -> torch.Tensor:
+    """L1 per pixel value plus KL per pixel value times `kl_weight`, in float32 (the forward may be bf16)."""
+    return (reconstruction.float() - sample).abs().mean() + config.kl_weight * kl.float().mean() / sample[0].numel()
+
+
 def train_vae(vae, pool: PoolPictures, config: VaeConfig, *, seed: int, accelerator=None, progress: bool = True) -> TrainingRun:
     """Train `vae` to reconstruct pool pictures (L1 + a little KL), in place."""
     from accelerate import Accelerator
@@ -377,7 +382,6 @@ def train_vae(vae, pool: PoolPictures, config: VaeConfig, *, seed: int, accelera
     scheduler = _cosine_with_warmup(optimizer, config.warmup_steps, config.steps)
     wrapper, optimizer = accelerator.prepare(wrapper, optimizer)
     rng = np.random.default_rng([seed, accelerator.process_index])
-    values_per_picture = 3 * config.image_size**2
 
     wrapper.train()
     losses, started = [], time.perf_counter()
@@ -387,7 +391,7 @@ def train_vae(vae, pool: PoolPictures, config: VaeConfig, *, seed: int, accelera
         sample = (images_to_unit_float(pool.images[indices]) * 2.0 - 1.0).to(accelerator.device)  # (B, 3, H, W) in [-1, 1]
         with autocast(accelerator.device, config.mixed_precision):
             reconstruction, kl = wrapper(sample)
-        loss = (reconstruction.float() - sample).abs().mean() + config.kl_weight * kl.float().mean() / values_per_picture
+        loss = vae_loss(reconstruction, kl, sample, config)
         accelerator.backward(loss)
         optimizer.step()
         scheduler.step()
