@@ -10,7 +10,8 @@ random values), one in float32 and one with its forward pass and loss under bf16
 reports the median seconds per step after two warm-up steps, their ratio, and both copies' first
 loss (bf16 must compute nearly the same thing). The models are the committed demo bundle's (or
 `--weights`): CLIP, the VAE, the ViT3D extractors r = 7 and r = 5, the UNet, and the LLM in stage 0
-(the whole LM trains) and stage 2 (fMRI tokens in, the whole LM and f_t train). `--threads 1` is
+(the whole LM trains), stage 1 (fMRI tokens in, f_t trains through the frozen LM) and stage 2 (the
+whole LM and f_t train), on right-padded batches as in training. `--threads 1` is
 how `train.demo_bundle --jobs 2` trains each stage. Where the CPU has no native bf16 the bf16 steps
 are slower: the first line says which case this is.
 """
@@ -82,26 +83,36 @@ def _models(weights, only):
                         encoder_hidden_states=randn(config.batch_size, config.text_context, c.cross_attention_dim),
                         class_labels=randn(config.batch_size, c.projection_class_embeddings_input_dim)) for _ in range(2)]  # fmt: skip
         yield "unet", unet, batches, lambda m, b: F.mse_loss(m(**b).sample, b["sample"])
-    if wanted("llm_stage0") or wanted("llm_stage2"):
+    if wanted("llm_stage0") or wanted("llm_stage1") or wanted("llm_stage2"):
         brainllm = load_brainllm(weights / "brainllm").float()
         vocab = brainllm.lm.config.vocab_size
     if wanted("llm_stage0"):
         size = DEMO_STAGE_SETTINGS[0]["batch_size"]
         batches = [torch.randint(0, vocab, (size, 512), generator=generator) for _ in range(2)]
         yield "llm_stage0", copy.deepcopy(brainllm.lm), batches, lambda m, b: m(input_ids=b, labels=b).loss
-    if wanted("llm_stage2"):
-        size, tokens, answer = DEMO_STAGE_SETTINGS[2]["batch_size"], brainllm.config.n_fmri_tokens, 24
+    for stage in (1, 2):
+        if not wanted(f"llm_stage{stage}"):
+            continue
+        size, tokens, answer = DEMO_STAGE_SETTINGS[stage]["batch_size"], brainllm.config.n_fmri_tokens, 24
         length = 8 + tokens + 40 + answer  # system text, the fMRI placeholders, the question, the answer
         batches = []
         for _ in range(2):
             ids = torch.randint(0, vocab, (size, length), generator=generator)
             ids[ids == brainllm.image_token_id] = 0
             ids[:, 8 : 8 + tokens] = brainllm.image_token_id
+            # right-padded like the training batches: length-grouped, yet most rows a few tokens short
+            real = length - torch.randint(0, 12, (size,), generator=generator)
+            real[0] = length
+            attention_mask = (torch.arange(length)[None] < real[:, None]).long()
             labels = torch.full_like(ids, -100)
-            labels[:, -answer:] = ids[:, -answer:]  # only the answer is scored (Eq. 3)
-            batches.append({"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels,
+            for row, n in enumerate(real.tolist()):
+                labels[row, n - answer : n] = ids[row, n - answer : n]  # only the answer is scored (Eq. 3)
+            batches.append({"input_ids": ids, "attention_mask": attention_mask, "labels": labels,
                             "fmri": randn(size, tokens, brainllm.config.fmri_hidden)})  # fmt: skip
-        yield ("llm_stage2", brainllm, batches,
+        model = copy.deepcopy(brainllm)
+        if stage == 1:
+            model.lm.requires_grad_(False)  # stage 1 trains f_t alone, through the frozen LM
+        yield (f"llm_stage{stage}", model, batches,
                lambda m, b: m(b["input_ids"], b["attention_mask"], b["fmri"], labels=b["labels"]).loss)  # fmt: skip
 
 
