@@ -13,9 +13,11 @@ attended to by a real token and never scored).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import statistics
 import time
+from pathlib import Path
 from unittest import mock
 
 import torch
@@ -31,8 +33,6 @@ def main() -> None:
     parser.add_argument("--weights", default=str(CHECKPOINTS / "demo"))
     args = parser.parse_args()
     torch.set_num_threads(1)
-    from pathlib import Path
-
     for name, model, batches, loss_of in _models(Path(args.weights), ["llm_stage1", "llm_stage2"]):
         for precision in ("no", "bf16"):
             copies = {"masked": copy.deepcopy(model).train(), "unmasked": copy.deepcopy(model).train()}
@@ -42,8 +42,8 @@ def main() -> None:
                 batch = batches[i % len(batches)]
                 for variant in ("masked", "unmasked"):
                     # "masked": the padding mask goes to the LM, as before the change
-                    with mock.patch("neurochat.models.brainllm.right_padded", return_value=variant == "unmasked"
-                                    ) if variant == "masked" else contextlib_null():  # fmt: skip
+                    keep_mask = mock.patch("neurochat.models.brainllm.right_padded", return_value=False)
+                    with keep_mask if variant == "masked" else contextlib.nullcontext():
                         started = time.perf_counter()
                         with autocast("cpu", precision):
                             loss = loss_of(copies[variant], batch)
@@ -56,12 +56,6 @@ def main() -> None:
             print(f"{name} {'float32' if precision == 'no' else 'bf16   '}: with the padding mask {masked:.3f} s/step, "
                   f"without {unmasked:.3f} s/step ({unmasked / masked:.2f}x); first loss {losses['masked'][0]:.5f} vs "
                   f"{losses['unmasked'][0]:.5f}", flush=True)  # fmt: skip
-
-
-def contextlib_null():
-    import contextlib
-
-    return contextlib.nullcontext()
 
 
 if __name__ == "__main__":
