@@ -19,7 +19,6 @@ from neurochat.models.brainllm import (
     encode_conversation,
     load_brainllm,
     load_language_model,
-    right_padded,
     splice_fmri,
     with_placeholder,
 )
@@ -305,8 +304,7 @@ def test_training_through_the_splice_teaches_the_model_to_read_the_fmri(lm_dir):
 
 @pytest.mark.parametrize("lora", [False, True])
 def test_the_answer_only_loss_equals_the_lms_own_loss_and_gradients(lm_dir, lora):
-    """Training computes logits only at answer positions, and without the padding mask on a right-padded
-    batch (the causal mask hides the padding); loss and gradients must be the LM's own, with the mask."""
+    """Training computes logits only at answer positions; loss and gradients must be the LM's own."""
     model = BrainLLM.from_language_model(lm_dir, FMRI_HIDDEN, FMRI_TOKENS, seed=0)
     if lora:
         model.add_lora(r=4, alpha=8, dropout=0.0)  # peft freezes the base weights; adapters train
@@ -315,7 +313,6 @@ def test_the_answer_only_loss_equals_the_lms_own_loss_and_gradients(lm_dir, lora
     model.projector.requires_grad_(True)
     recordings = fmri(3, batch=2)
     input_ids, labels, mask = answer_batch(model, ["a red kite", "two dogs on a beach"])
-    assert right_padded(mask) and not mask.all()  # the shorter answer's row is padded
     trainable = [p for p in model.parameters() if p.requires_grad]
     assert any("lora" in name for name, p in model.named_parameters() if p.requires_grad) == lora
 
@@ -328,12 +325,6 @@ def test_the_answer_only_loss_equals_the_lms_own_loss_and_gradients(lm_dir, lora
     torch.testing.assert_close(ours[0], theirs[0], rtol=1e-5, atol=1e-6)
     for mine, reference in zip(ours[1], theirs[1]):
         torch.testing.assert_close(mine, reference, rtol=1e-4, atol=1e-6)
-
-
-def test_only_a_right_padded_mask_counts_as_right_padded():
-    assert right_padded(torch.tensor([[1, 1, 1], [1, 1, 0], [1, 0, 0]]))
-    assert not right_padded(torch.tensor([[1, 1, 1], [0, 1, 1]]))  # left padding (generation) keeps its mask
-    assert not right_padded(torch.tensor([[1, 0, 1]]))
 
 
 def test_names_each_concept_once_bans_a_named_concept_and_nothing_else(model):

@@ -254,12 +254,6 @@ def splice_fmri(inputs_embeds: torch.Tensor, input_ids: torch.Tensor, fmri_embed
 # The model
 
 
-def right_padded(attention_mask: torch.Tensor) -> bool:
-    """Whether every row of a (B, L) 0/1 mask is ones then zeros (real tokens first, padding after)."""
-    mask = attention_mask.to(torch.long)
-    return bool(torch.equal(mask, mask.cumprod(dim=1)))
-
-
 @dataclass
 class Reply:
     """One generated answer."""
@@ -403,13 +397,6 @@ class BrainLLM(nn.Module):
         inputs_embeds = self.embed(input_ids, fmri)
         if labels is None:
             return self.lm(inputs_embeds=inputs_embeds, attention_mask=attention_mask)
-        # A right-padded batch (the training batches) needs no padding mask: the padding comes after
-        # every real token, so the causal mask alone keeps it out of their attention, and padding is
-        # never scored. Without one, SDPA runs its causal kernel; with an explicit mask its bf16 CPU
-        # backward took ~2x the float32 time and ate the fMRI-LLM stages' bf16 gain
-        # (`python -m neurochat.bench precision --only llm_stage1`).
-        if attention_mask is not None and right_padded(attention_mask):
-            attention_mask = None
         # Eq. 3 needs logits only where an answer token is predicted, not at the fMRI and prompt
         # positions; the LM head (a quarter of the demo LM's work per token) runs on those rows alone.
         hidden = self.lm.get_decoder()(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
