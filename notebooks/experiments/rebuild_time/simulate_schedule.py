@@ -15,6 +15,7 @@ recipe, every stage measured on 2026-12-02's fourth machine). Data, packing, the
     python notebooks/experiments/rebuild_time/simulate_schedule.py
 """
 
+import json
 from pathlib import Path
 
 from neurochat.sim.config import SUBJECTS
@@ -115,10 +116,8 @@ report(f"2026-12-02's third machine, bf16 recipe ({len(bf16_finished)} stages me
 
 
 # The same bf16 recipe measured end to end on 2026-12-02's fourth machine (19:03 UTC, from an empty folder,
-# `--jobs 2`, the manifest's stage seconds; beside it only a niced pytest of 4 tests and two 30-s timings):
-# its training ended 2 h 09.8 min after the command started.
-bf16_measured = dict(vision_vae=1636.7, vision_clip=1790.2, vision=25.9, extractor_vit3d_r7=1232.4, llm0=1527.8,
-                     extractor_flattened_r7=666.5, llm1=1002.9, llm_flattened=1776.8, decoder=2657.5,
-                     extractor_vit3d_r5=770.4, llm2=1219.9, extractor_subj01_r7=81.4, extractor_subj02_r7=83.8,
-                     extractor_subj05_r7=82.7, extractor_subj07_r7=82.9, extractor_vit3d_r6=574.2)  # fmt: skip
+# `--jobs 2`; beside it only a niced pytest of 4 tests and two 30-s timings): that run is the committed bundle,
+# so its stage seconds are read from its manifest. Its training ended 2 h 09.8 min after the command started.
+COMMITTED_MANIFEST = Path(__file__).resolve().parents[3] / "checkpoints" / "demo" / "manifest.json"
+bf16_measured = {stage: entry["seconds"] for stage, entry in json.loads(COMMITTED_MANIFEST.read_text())["stages"].items()}
 report("2026-12-02's fourth machine, bf16 recipe (every stage measured)", bf16_measured)
