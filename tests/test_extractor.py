@@ -173,6 +173,26 @@ def test_two_training_steps_through_the_real_script(sim_root, tmp_path):
     assert torch.isfinite(bundle.model(tokens).clip).all()
 
 
+def test_the_same_command_trains_the_same_model(sim_root, tmp_path):
+    """--seed fixes everything random, the initial weights included: a rebuild of the demo bundle must be
+    able to reproduce the committed extractors, not merely resemble them."""
+    from safetensors.torch import load_file
+
+    from neurochat.paths import CHECKPOINTS
+    from train.extractor import main as train_main
+
+    if not (CHECKPOINTS / "demo/clip/config.json").exists():
+        pytest.skip("the demo vision models are not in checkpoints/demo")
+    weights = {}
+    for name, seed in (("a", "0"), ("b", "0"), ("c", "1")):
+        out = tmp_path / name
+        assert train_main(["--preset", "demo", "--nsd-root", str(sim_root), "--patch-size", "7", "--tiny", "--max-steps",
+                           "2", "--seed", seed, "--out", str(out), "--no-progress"]) == 0  # fmt: skip
+        weights[name] = load_file(out / "model.safetensors")
+    assert all(torch.equal(weights["a"][key], weights["b"][key]) for key in weights["a"])
+    assert not all(torch.equal(weights["a"][key], weights["c"][key]) for key in weights["a"])
+
+
 def test_committed_extractor_reloads_identically():
     from neurochat.paths import CHECKPOINTS
 

@@ -81,7 +81,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     vision = VisionEncoders.from_preset(preset)
     targets = dataset_targets(dataset, vision)
 
-    # 3. The network
+    # 3. The network, its initial weights drawn from --seed, so that the same command trains the same model
+    import torch
+
+    torch.manual_seed(args.seed)
     if args.tiny:
         config = ExtractorConfig(layout=args.layout, patch_size=patch_size, n_tokens=token_count(preprocessor, args.layout),
                                  hidden=24, layers=2, heads=2, head_hidden=32, clip_dim=vision.clip_dim,
