@@ -60,6 +60,24 @@ def test_two_evaluations_are_put_side_by_side():
     assert compare_evaluations(ours, theirs) == ["extractor.vit3d.averaged.clip_2way: 0.9500 vs 0.9600 (-0.0100)"]
 
 
+def test_a_comparison_counts_the_files_a_rebuild_reproduced_bitwise():
+    from train.demo_bundle import compare_files
+
+    def record(sha):
+        return {"sha256": sha, "bytes": 1}
+
+    ours = {"clip/model.safetensors": record("a"), "unet/model.safetensors": record("b"), "manifest.json": record("c"),
+            "extra.safetensors": record("d")}  # fmt: skip
+    theirs = {"clip/model.safetensors": record("a"), "unet/model.safetensors": record("x"), "manifest.json": record("y"),
+              "llm/model.safetensors": record("z")}  # fmt: skip
+    assert compare_files(ours, theirs) == [
+        "files: 1 of the 3 files both bundles hold are bitwise identical; weights (.safetensors): 1 of 2",
+        "differs: manifest.json",
+        "differs: unet/model.safetensors",
+        "only in the other bundle: 1 files (e.g. llm/model.safetensors)",
+    ]
+
+
 def test_a_comparison_says_whether_a_reconstruction_number_moved_beyond_its_diffusion_seed_noise():
     from train.demo_bundle import compare_evaluations
 

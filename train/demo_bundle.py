@@ -400,6 +400,25 @@ def compare_evaluations(ours: dict, theirs: dict) -> list[str]:
     return lines
 
 
+def compare_files(ours: dict, theirs: dict) -> list[str]:
+    """Which files both manifests list (`files`: name → sha256, bytes) are bitwise identical.
+
+    Every training stage is seeded and runs one thread under `--jobs`, so a rebuild on the same kind of
+    CPU should reproduce the weights exactly; the JSON records differ anyway (times, absolute paths).
+    """
+    common = sorted(set(ours) & set(theirs))
+    differ = [name for name in common if ours[name]["sha256"] != theirs[name]["sha256"]]
+    weights = [name for name in common if name.endswith(".safetensors")]
+    weights_differ = [name for name in differ if name in weights]
+    lines = [f"files: {len(common) - len(differ)} of the {len(common)} files both bundles hold are bitwise identical; "
+             f"weights (.safetensors): {len(weights) - len(weights_differ)} of {len(weights)}"]  # fmt: skip
+    lines += [f"differs: {name}" for name in differ]
+    only = sorted(set(theirs) - set(ours))
+    if only:
+        lines.append(f"only in the other bundle: {len(only)} files (e.g. {only[0]})")
+    return lines
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m train.demo_bundle", description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="bundle folder (checkpoints/demo for the committed demo)")
@@ -499,6 +518,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"[compare] this bundle vs {args.compare}:")
             print("\n".join("  " + line for line in compare_evaluations(manifest["evaluation"], theirs)))
     records = file_records(out)
+    if args.compare:
+        their_files = json.loads(Path(args.compare).read_text()).get("files", {})
+        print(f"[compare] this bundle's files vs {args.compare}:")
+        print("\n".join("  " + line for line in compare_files(records, their_files)))
     if args.only:
         # a partial run (e.g. `--only evaluate` on the committed bundle, whose intermediates are left out of
         # git) keeps the earlier records of files that are not on disk; a full run records what it built
