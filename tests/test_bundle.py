@@ -50,6 +50,9 @@ def test_micro_chain_trains_every_stage_and_checks_the_explorer(micro_bundle):
     # the reconstructions are scored under several diffusion seeds, and their spread is kept for `--compare`
     assert evaluation["sizes"]["seeds"] == 2
     assert set(evaluation["decoder"]["no_llm"]["averaged"]["seed_sd"]) == {"pixcorr", "ssim", "clip_2way"}
+    # and the localization means keep their spread over the cases, for the same purpose
+    assert set(evaluation["localization"]["auc"]["case_sd"]) == {"ensemble"}
+    assert set(evaluation["localization"]["ablation"]["case_sd"]) == {"removed_below_others", "drop_removed", "drop_others"}
 
 
 def test_two_evaluations_are_put_side_by_side():
@@ -93,6 +96,22 @@ def test_a_comparison_says_whether_a_reconstruction_number_moved_beyond_its_diff
     # an older manifest scored one seed and kept no spread: this side's spread stands for both
     assert compare_evaluations(evaluation(0.90, 0.03, 3), evaluation(0.94)) == [
         "decoder.no_llm.averaged.clip_2way: 0.9000 vs 0.9400 (-0.0400) within noise (±0.0693, diffusion seeds)"]
+
+
+def test_a_comparison_says_whether_a_localization_mean_moved_beyond_the_sampling_of_its_cases():
+    from train.demo_bundle import compare_evaluations
+
+    def evaluation(share, sd=None, n=100):
+        ablation = {"removed_below_others": share, "n": n, **({"case_sd": {"removed_below_others": sd}} if sd else {})}
+        return {"localization": {"ablation": ablation}}
+
+    # 100 cases each, spread 0.5 (a share near one half): 2 · √(0.25/100 + 0.25/100) = 0.1414
+    assert compare_evaluations(evaluation(0.50, 0.5), evaluation(0.60, 0.5))[0] == (
+        "localization.ablation.removed_below_others: 0.5000 vs 0.6000 (-0.1000) within noise (±0.1414, sampling of the cases)")
+    assert "BEYOND noise" in compare_evaluations(evaluation(0.40, 0.5), evaluation(0.60, 0.5))[0]
+    # an older manifest kept no spread: this side's stands for both, over that side's own count
+    assert compare_evaluations(evaluation(0.50, 0.5, 40), evaluation(0.60, None, 40))[0].endswith(
+        "within noise (±0.2236, sampling of the cases)")
 
 
 def test_reconstruction_scores_under_several_seeds_are_their_means_with_the_spread_beside():

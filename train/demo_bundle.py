@@ -370,7 +370,10 @@ def compare_evaluations(ours: dict, theirs: dict) -> list[str]:
     Where either side measured a number's spread across diffusion seeds (`seed_sd` beside it), the line
     also says whether the difference is within noise: within two standard errors of the difference of two
     means over each side's seeds (`sizes.seeds`, 1 when absent), the spread taken as the same on both
-    sides (the mean of the two where both have it). Other numbers have no measured spread here.
+    sides (the mean of the two where both have it). Where a mean over cases kept its spread over them
+    (`case_sd` beside it, `n` beside it or a parent: localization AUC, ablation), the line says whether the
+    difference is within two standard errors of the difference of the two means. Other numbers (extractor,
+    captions) have no measured spread here.
     """
 
     def flat(tree, prefix=""):
@@ -384,11 +387,24 @@ def compare_evaluations(ours: dict, theirs: dict) -> list[str]:
         parent, _, metric = name.rpartition(".")
         return numbers.get(f"{parent}.seed_sd.{metric}")
 
+    def case_sd(numbers: dict, name: str) -> float | None:
+        parent, _, metric = name.rpartition(".")
+        return numbers.get(f"{parent}.case_sd.{metric}")
+
+    def case_count(numbers: dict, name: str) -> float | None:
+        """The number of cases behind a mean: the `n` beside it or beside one of its parents."""
+        parent = name.rpartition(".")[0]
+        while parent:
+            if f"{parent}.n" in numbers:
+                return numbers[f"{parent}.n"]
+            parent = parent.rpartition(".")[0]
+        return None
+
     mine, other = dict(flat(ours)), dict(flat(theirs))
     my_seeds, their_seeds = (int(e.get("sizes", {}).get("seeds", 1)) for e in (ours, theirs))
     lines = []
     for name in mine:
-        if name not in other or name.startswith(("sizes", "seconds")) or ".seed_sd." in name:
+        if name not in other or name.startswith(("sizes", "seconds")) or ".seed_sd." in name or ".case_sd." in name:
             continue
         difference = mine[name] - other[name]
         line = f"{name}: {mine[name]:.4f} vs {other[name]:.4f} ({difference:+.4f})"
@@ -396,6 +412,14 @@ def compare_evaluations(ours: dict, theirs: dict) -> list[str]:
         if spreads:
             band = 2 * sum(spreads) / len(spreads) * (1 / my_seeds + 1 / their_seeds) ** 0.5
             line += f" {'within' if abs(difference) <= band else 'BEYOND'} noise (±{band:.4f}, diffusion seeds)"
+        sd_mine, sd_other = case_sd(mine, name), case_sd(other, name)
+        n_mine, n_other = case_count(mine, name), case_count(other, name)
+        if (sd_mine is not None or sd_other is not None) and n_mine and n_other:
+            # two standard errors of a difference of two means over each side's cases; a side that kept no
+            # spread (an older manifest) is taken to have the other's
+            sd_mine, sd_other = (sd_other if sd_mine is None else sd_mine), (sd_mine if sd_other is None else sd_other)
+            band = 2 * (sd_mine**2 / n_mine + sd_other**2 / n_other) ** 0.5
+            line += f" {'within' if abs(difference) <= band else 'BEYOND'} noise (±{band:.4f}, sampling of the cases)"
         lines.append(line)
     return lines
 

@@ -72,8 +72,10 @@ def evaluate_localization(dataset, localizer: ConceptLocalizer, key: AnswerKey, 
     log(f"localization: {n} (recording, concept) cases")
 
     def summary(scores: dict[str, list[float]]) -> dict:
+        # case_sd: the spread of the ensemble's AUC over the cases, for a rebuild's comparison (`--compare`)
         return {"ensemble": float(np.mean(scores["ensemble"])),
-                "single": {size: float(np.mean(v)) for size, v in scores.items() if size != "ensemble"}}  # fmt: skip
+                "single": {size: float(np.mean(v)) for size, v in scores.items() if size != "ensemble"},
+                "case_sd": {"ensemble": _sd(scores["ensemble"])}}  # fmt: skip
 
     return {"method": "encoding", **summary(aucs["encoding"]), "random": float(np.mean(random_aucs)), "n": n,
             "gradcam": summary(aucs["gradcam"])}  # fmt: skip
@@ -149,4 +151,13 @@ class _Drops:
         if not self.below:
             return {"removed_below_others": None, "drop_removed": None, "drop_others": None}
         return {"removed_below_others": float(np.mean(self.below)), "drop_removed": float(np.mean(self.removed)),
-                "drop_others": float(np.mean(self.others))}  # fmt: skip
+                "drop_others": float(np.mean(self.others)),
+                "case_sd": {"removed_below_others": _sd(self.below), "drop_removed": _sd(self.removed),
+                            "drop_others": _sd(self.others)}}  # fmt: skip
+
+
+def _sd(values) -> float:
+    """Standard deviation over the cases (0 for one case), kept beside a mean so that two evaluations can
+    tell a real change from the sampling of their cases."""
+    values = np.asarray(values, dtype=float)
+    return float(values.std(ddof=1)) if len(values) > 1 else 0.0
