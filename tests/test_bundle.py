@@ -150,11 +150,15 @@ def test_scoring_a_bundle_again_keeps_the_records_of_files_left_out_of_git(micro
     bundle = tmp_path / "bundle"
     shutil.copytree(micro_bundle, bundle)
     left_out = "brainllm_flattened/projector.safetensors"  # not committed (60 MB budget), not needed to run
-    record = json.loads((bundle / "manifest.json").read_text())["files"][left_out]
+    built = json.loads((bundle / "manifest.json").read_text())
+    record = built["files"][left_out]
     (bundle / left_out).unlink()
     assert bundle_main(["--out", str(bundle), "--size", "micro", "--data", str(sim_root), "--only", "evaluate"]) == 0
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert manifest["files"][left_out] == record and "evaluation" in manifest
+    # the build's command and time stay; the partial run is recorded beside them
+    assert (manifest["command"], manifest["seconds_this_run"]) == (built["command"], built["seconds_this_run"])
+    assert manifest["last_partial_run"]["command"].endswith("--only evaluate") and manifest["last_partial_run"]["seconds"] > 0
 
 
 def test_parallel_stages_wait_for_what_they_read():

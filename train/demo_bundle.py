@@ -470,8 +470,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
     manifest.setdefault("stages", {})
     jobs = f" --jobs {args.jobs}" if args.jobs > 1 else ""
-    manifest.update({"command": f"python -m train.demo_bundle --out {args.out} --size {args.size}{jobs}", "size": args.size,
-                     "machine": {"platform": platform.platform(), "python": platform.python_version()}})  # fmt: skip
+    command = f"python -m train.demo_bundle --out {args.out} --size {args.size}{jobs}"
+    machine = {"platform": platform.platform(), "python": platform.python_version()}
+    # a partial run (`--only`, e.g. scoring the bundle again) is recorded beside the build, not over it:
+    # the command, machine and seconds that made the bundle stay in the manifest
+    partial = bool(args.only) and "command" in manifest
+    if partial:
+        manifest["last_partial_run"] = {"command": f"{command} --only {' '.join(args.only)}", "machine": machine}
+    else:
+        manifest.update({"command": command, "size": args.size, "machine": machine})
 
     started = time.perf_counter()
     data = Path(args.data) if args.data else ensure_simnsd("small" if args.size == "micro" else "demo")
@@ -553,7 +560,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         records = dict(sorted(records.items()))
     manifest["files"] = records
     manifest["total_bytes"] = sum(f["bytes"] for f in manifest["files"].values())
-    manifest["seconds_this_run"] = round(time.perf_counter() - started, 1)
+    seconds = round(time.perf_counter() - started, 1)
+    if partial:
+        manifest["last_partial_run"]["seconds"] = seconds
+    else:
+        manifest["seconds_this_run"] = seconds
     with _locked(out):  # keep the stages that parallel stage processes recorded meanwhile
         manifest["stages"] = _merged_stages(manifest_path, manifest["stages"], ran)
         manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
