@@ -10,6 +10,13 @@ from __future__ import annotations
 import numpy as np
 
 
+def spread_over_cases(values) -> float:
+    """Standard deviation over the cases (0 for one case), kept beside a mean so that two evaluations can
+    tell a real change from the sampling of their cases (`train.demo_bundle --compare`)."""
+    values = np.asarray(values, dtype=float)
+    return float(values.std(ddof=1)) if len(values) > 1 else 0.0
+
+
 def pearson_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Pearson correlation of every row of `a` (n, d) with every row of `b` (m, d) → (n, m)."""
     a = np.asarray(a, dtype=np.float64).reshape(len(a), -1)

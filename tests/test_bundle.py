@@ -44,7 +44,9 @@ def test_micro_chain_trains_every_stage_and_checks_the_explorer(micro_bundle):
     # every component scored on the test set, so a rebuild can be compared with the committed bundle
     evaluation = manifest["evaluation"]
     assert 0.0 <= evaluation["extractor"]["vit3d"]["averaged"]["clip_2way"] <= 1.0
-    assert set(evaluation["llm"]["brief"]) == {"bleu1", "bleu4", "cider", "concept_recall"}
+    assert set(evaluation["llm"]["brief"]) == {"bleu1", "bleu4", "cider", "concept_recall", "case_sd", "case_n"}
+    assert set(evaluation["llm"]["case_n"]) == {"localization_parse_rate", "reconstruction_prompt_hit_rate",
+                                                "reconstruction_prompt_hit_rate_plain"}  # fmt: skip
     assert "averaged" in evaluation["decoder"]["no_llm"] and 0.0 <= evaluation["localization"]["auc"]["ensemble"] <= 1.0
     assert evaluation["localization"]["ablation"]["n"] == 1
     # the reconstructions are scored under several diffusion seeds, and their spread is kept for `--compare`
@@ -112,6 +114,11 @@ def test_a_comparison_says_whether_a_localization_mean_moved_beyond_the_sampling
     # an older manifest kept no spread: this side's stands for both, over that side's own count
     assert compare_evaluations(evaluation(0.50, 0.5, 40), evaluation(0.60, None, 40))[0].endswith(
         "within noise (±0.2236, sampling of the cases)")
+    # a share whose count is its own (here 25 objects named or not, not the recordings)
+    recall = {"llm": {"brief": {"concept_recall": 0.40, "case_sd": {"concept_recall": 0.5}, "case_n": {"concept_recall": 25}},
+                      "n": 1000}}  # fmt: skip
+    assert compare_evaluations(recall, recall)[0] == (
+        "llm.brief.concept_recall: 0.4000 vs 0.4000 (+0.0000) within noise (±0.2828, sampling of the cases)")
 
 
 def test_reconstruction_scores_under_several_seeds_are_their_means_with_the_spread_beside():

@@ -331,10 +331,13 @@ def evaluate_bundle(out: Path, data: Path, size: str, log=print) -> dict:
                                                log=log)  # fmt: skip
     main, flattened, brainllm = load_main_models(preset, log=log)
     captions = evaluate_captions(dataset, vision, main, brainllm, per_subject=sizes["llm_per_subject"], log=log)
-    results["llm"] = {"brief": {k: captions["vit3d"]["brief"].get(k) for k in ("bleu1", "bleu4", "cider", "concept_recall")},
+    brief = captions["vit3d"]["brief"]
+    results["llm"] = {"brief": {**{k: brief.get(k) for k in ("bleu1", "bleu4", "cider", "concept_recall")},
+                                **{k: brief[k] for k in ("case_sd", "case_n") if k in brief}},
                       "localization_parse_rate": captions.get("localization_parse_rate"),
                       "reconstruction_prompt_hit_rate": captions.get("reconstruction_prompt_hit_rate"),
-                      "reconstruction_prompt_hit_rate_plain": captions.get("reconstruction_prompt_hit_rate_plain")}  # fmt: skip
+                      "reconstruction_prompt_hit_rate_plain": captions.get("reconstruction_prompt_hit_rate_plain"),
+                      **{k: captions[k] for k in ("case_sd", "case_n") if k in captions}}  # fmt: skip
     reconstructor = Reconstructor(load_unclip(preset))
     recon = evaluate_reconstruction(dataset, vision, reconstructor, main, flattened, brainllm, per_subject=sizes["per_subject"],
                                     seeds=range(sizes["seeds"]), steps=sizes["steps"], log=log)  # fmt: skip
@@ -371,9 +374,10 @@ def compare_evaluations(ours: dict, theirs: dict) -> list[str]:
     also says whether the difference is within noise: within two standard errors of the difference of two
     means over each side's seeds (`sizes.seeds`, 1 when absent), the spread taken as the same on both
     sides (the mean of the two where both have it). Where a mean over cases kept its spread over them
-    (`case_sd` beside it, `n` beside it or a parent: localization AUC, ablation), the line says whether the
-    difference is within two standard errors of the difference of the two means. Other numbers (extractor,
-    captions) have no measured spread here.
+    (`case_sd` beside it; the count in `case_n` beside it, or `n` beside it or a parent: localization AUC,
+    ablation, concept recall, the LLM's routing rates), the line says whether the difference is within two
+    standard errors of the difference of the two means. Other numbers (extractor, BLEU, CIDEr) have no
+    measured spread here.
     """
 
     def flat(tree, prefix=""):
@@ -392,8 +396,10 @@ def compare_evaluations(ours: dict, theirs: dict) -> list[str]:
         return numbers.get(f"{parent}.case_sd.{metric}")
 
     def case_count(numbers: dict, name: str) -> float | None:
-        """The number of cases behind a mean: the `n` beside it or beside one of its parents."""
-        parent = name.rpartition(".")[0]
+        """The number of cases behind a mean: its own `case_n`, else the `n` beside it or one of its parents."""
+        parent, _, metric = name.rpartition(".")
+        if f"{parent}.case_n.{metric}" in numbers:
+            return numbers[f"{parent}.case_n.{metric}"]
         while parent:
             if f"{parent}.n" in numbers:
                 return numbers[f"{parent}.n"]
@@ -404,7 +410,8 @@ def compare_evaluations(ours: dict, theirs: dict) -> list[str]:
     my_seeds, their_seeds = (int(e.get("sizes", {}).get("seeds", 1)) for e in (ours, theirs))
     lines = []
     for name in mine:
-        if name not in other or name.startswith(("sizes", "seconds")) or ".seed_sd." in name or ".case_sd." in name:
+        if name not in other or name.startswith(("sizes", "seconds")) or any(
+                f".{spread}." in name for spread in ("seed_sd", "case_sd", "case_n")):  # fmt: skip
             continue
         difference = mine[name] - other[name]
         line = f"{name}: {mine[name]:.4f} vs {other[name]:.4f} ({difference:+.4f})"

@@ -35,6 +35,7 @@ from neurochat.language import (
     localization_instruction,
     parse_localization_answer,
 )
+from neurochat.metrics import spread_over_cases
 from neurochat.sim.concepts import CONCEPT_NAMES, OBJECTS_BY_NAME
 
 TASKS = ("brief", "detailed", "reasoning")
@@ -125,23 +126,31 @@ def evaluate_llm(dataset, bundle, brainllm, vision, *, per_subject: int | None =
         answers = ask(questions)
         scores = text_metrics(dict(enumerate(refs)), dict(enumerate(answers)))
         scores["clip_s"] = clip_score(stimuli, answers, vision)
+        hits = None
         if task == "brief" and key is not None:
             objects = [[o.name for o in key.scenes[int(i)].objects] for i in ids]
             hits = [names(a, o) for a, objs in zip(answers, objects) for o in objs]
             scores["concept_recall"] = float(np.mean(hits))
-        results[task] = scores
         log(f"{task:9} " + " ".join(f"{k}={v:.3f}" for k, v in scores.items() if v is not None) + f"  e.g. {answers[0]!r}")
+        if hits is not None:  # a share over the true objects: its spread and count, for `--compare`
+            scores["case_sd"], scores["case_n"] = {"concept_recall": spread_over_cases(hits)}, {"concept_recall": len(hits)}
+        results[task] = scores
 
     # routing: localization answers parse to the asked concept; reconstruction prompts name a true object
     concepts = [references[int(i)]["localization"][0]["concept"] for i in ids]
     parsed = ask([localization_instruction(c) for c in concepts])
-    results["localization_parse_rate"] = float(np.mean([parse_localization_answer(a) == c for a, c in zip(parsed, concepts)]))
+    parsed_right = [parse_localization_answer(a) == c for a, c in zip(parsed, concepts)]
+    results["localization_parse_rate"] = float(np.mean(parsed_right))
+    # the shares over recordings keep their spread and count, for `--compare`
+    results["case_sd"] = {"localization_parse_rate": spread_over_cases(parsed_right)}
+    results["case_n"] = {"localization_parse_rate": len(rows)}
     # the prompt as the explorer asks for it (each concept named once), and plain greedy beside it
     if key is not None:
         for field, distinct in (("reconstruction_prompt_hit_rate", CONCEPT_NAMES), ("reconstruction_prompt_hit_rate_plain", None)):
             prompts = ask([RECONSTRUCTION_INSTRUCTION] * len(rows), distinct)
             hit = [any(names(p, o.name) for o in key.scenes[int(i)].objects) for p, i in zip(prompts, ids)]
             results[field] = float(np.mean(hit))
+            results["case_sd"][field], results["case_n"][field] = spread_over_cases(hit), len(rows)
             log(f"reconstruction prompts naming a true object ({'each concept once' if distinct else 'plain greedy'}): "
                 f"{results[field]:.3f}  e.g. {prompts[0]!r}")  # fmt: skip
     return results
@@ -153,7 +162,8 @@ def evaluate_captions(dataset, vision, main, brainllm, flattened=None, flattened
     output = {"vit3d": {t: ours[t] for t in TASKS}, "flattened": None,
               "localization_parse_rate": ours["localization_parse_rate"],
               "reconstruction_prompt_hit_rate": ours.get("reconstruction_prompt_hit_rate"),
-              "reconstruction_prompt_hit_rate_plain": ours.get("reconstruction_prompt_hit_rate_plain")}  # fmt: skip
+              "reconstruction_prompt_hit_rate_plain": ours.get("reconstruction_prompt_hit_rate_plain"),
+              "case_sd": ours["case_sd"], "case_n": ours["case_n"]}  # fmt: skip
     if flattened is not None and flattened_llm is not None:
         theirs = evaluate_llm(dataset, flattened, flattened_llm, vision, **kwargs)
         output["flattened"] = {t: theirs[t] for t in TASKS}

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from neurochat.ablate import ablate
 from neurochat.data import TrialBank, test_set
 from neurochat.localize import ConceptLocalizer
-from neurochat.metrics import roc_auc
+from neurochat.metrics import roc_auc, spread_over_cases
 from neurochat.sim.truth import AnswerKey
 
 TRUTH_THRESHOLD = 0.5  # a voxel belongs to a concept where its ground-truth selectivity is ≥ this
@@ -75,7 +75,7 @@ def evaluate_localization(dataset, localizer: ConceptLocalizer, key: AnswerKey, 
         # case_sd: the spread of the ensemble's AUC over the cases, for a rebuild's comparison (`--compare`)
         return {"ensemble": float(np.mean(scores["ensemble"])),
                 "single": {size: float(np.mean(v)) for size, v in scores.items() if size != "ensemble"},
-                "case_sd": {"ensemble": _sd(scores["ensemble"])}}  # fmt: skip
+                "case_sd": {"ensemble": spread_over_cases(scores["ensemble"])}}  # fmt: skip
 
     return {"method": "encoding", **summary(aucs["encoding"]), "random": float(np.mean(random_aucs)), "n": n,
             "gradcam": summary(aucs["gradcam"])}  # fmt: skip
@@ -152,12 +152,6 @@ class _Drops:
             return {"removed_below_others": None, "drop_removed": None, "drop_others": None}
         return {"removed_below_others": float(np.mean(self.below)), "drop_removed": float(np.mean(self.removed)),
                 "drop_others": float(np.mean(self.others)),
-                "case_sd": {"removed_below_others": _sd(self.below), "drop_removed": _sd(self.removed),
-                            "drop_others": _sd(self.others)}}  # fmt: skip
+                "case_sd": {"removed_below_others": spread_over_cases(self.below), "drop_removed": spread_over_cases(self.removed),
+                            "drop_others": spread_over_cases(self.others)}}  # fmt: skip
 
-
-def _sd(values) -> float:
-    """Standard deviation over the cases (0 for one case), kept beside a mean so that two evaluations can
-    tell a real change from the sampling of their cases."""
-    values = np.asarray(values, dtype=float)
-    return float(values.std(ddof=1)) if len(values) > 1 else 0.0
