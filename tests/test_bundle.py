@@ -119,6 +119,9 @@ def test_a_comparison_says_whether_a_localization_mean_moved_beyond_the_sampling
                       "n": 1000}}  # fmt: skip
     assert compare_evaluations(recall, recall)[0] == (
         "llm.brief.concept_recall: 0.4000 vs 0.4000 (+0.0000) within noise (±0.2828, sampling of the cases)")
+    # against an older manifest that kept neither spread nor count
+    assert compare_evaluations(recall, {"llm": {"brief": {"concept_recall": 0.45}}})[0].endswith(
+        "within noise (±0.2828, sampling of the cases)")
 
 
 def test_reconstruction_scores_under_several_seeds_are_their_means_with_the_spread_beside():

@@ -421,10 +421,11 @@ def compare_evaluations(ours: dict, theirs: dict) -> list[str]:
             line += f" {'within' if abs(difference) <= band else 'BEYOND'} noise (±{band:.4f}, diffusion seeds)"
         sd_mine, sd_other = case_sd(mine, name), case_sd(other, name)
         n_mine, n_other = case_count(mine, name), case_count(other, name)
-        if (sd_mine is not None or sd_other is not None) and n_mine and n_other:
+        if (sd_mine is not None or sd_other is not None) and (n_mine or n_other):
             # two standard errors of a difference of two means over each side's cases; a side that kept no
-            # spread (an older manifest) is taken to have the other's
+            # spread or count (an older manifest) is taken to have the other's
             sd_mine, sd_other = (sd_other if sd_mine is None else sd_mine), (sd_mine if sd_other is None else sd_other)
+            n_mine, n_other = n_mine or n_other, n_other or n_mine
             band = 2 * (sd_mine**2 / n_mine + sd_other**2 / n_other) ** 0.5
             line += f" {'within' if abs(difference) <= band else 'BEYOND'} noise (±{band:.4f}, sampling of the cases)"
         lines.append(line)
