@@ -154,4 +154,3 @@ class _Drops:
                 "drop_others": float(np.mean(self.others)),
                 "case_sd": {"removed_below_others": spread_over_cases(self.below), "drop_removed": spread_over_cases(self.removed),
                             "drop_others": spread_over_cases(self.others)}}  # fmt: skip
-
