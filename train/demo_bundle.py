@@ -548,8 +548,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         evaluation_started = time.perf_counter()
         manifest["evaluation"] = evaluate_bundle(out, data, args.size)
         manifest["evaluation"]["seconds"] = round(time.perf_counter() - evaluation_started, 1)
+    their_manifest = json.loads(Path(args.compare).read_text()) if args.compare else None
     if args.compare:
-        theirs = json.loads(Path(args.compare).read_text()).get("evaluation")
+        theirs = their_manifest.get("evaluation")
         if not theirs or "evaluation" not in manifest:
             print(f"[compare] nothing to compare: {'this bundle' if theirs else args.compare} has no evaluation "
                   "(run with --only evaluate)")  # fmt: skip
@@ -558,9 +559,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("\n".join("  " + line for line in compare_evaluations(manifest["evaluation"], theirs)))
     records = file_records(out)
     if args.compare:
-        their_files = json.loads(Path(args.compare).read_text()).get("files", {})
         print(f"[compare] this bundle's files vs {args.compare}:")
-        print("\n".join("  " + line for line in compare_files(records, their_files)))
+        print("\n".join("  " + line for line in compare_files(records, their_manifest.get("files", {}))))
     if args.only:
         # a partial run (e.g. `--only evaluate` on the committed bundle, whose intermediates are left out of
         # git) keeps the earlier records of files that are not on disk; a full run records what it built
