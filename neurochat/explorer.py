@@ -7,6 +7,8 @@
     picture = explorer.reconstruct(state, beta=0.93)       # Eq. 4, with the LLM's prompt if it wrote one
     heatmap = explorer.localize(state, "cat")              # ensemble encoding map, native + MNI
     ablated = explorer.ablate(state, ["cat"])              # the same picture without the cat's voxels
+    explorer.first_impression("subj01")                    # a shared picture of two objects, to start with
+    explorer.note_concepts(state, "a cat on a sofa")       # concepts named in a conversation join state.concepts
 
 A `TrialState` is small and copyable (a Gradio session keeps one per browser tab); the heavy
 things — models, each trial's extractor features, heatmaps, reconstructions — live in the
@@ -21,7 +23,6 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import torch
 
@@ -35,6 +36,7 @@ from neurochat.language import (
 )
 from neurochat.localize import ConceptLocalizer, Heatmap, dataset_references
 from neurochat.models.extractor import ExtractorBundle, load_extractor
+from neurochat.nsd.betas import read_beta_map
 from neurochat.nsd.dataset import NSDDataset
 from neurochat.paths import cache_dir
 from neurochat.presets import Preset, get_preset
@@ -47,6 +49,7 @@ _RECONSTRUCTION_WORDS = re.compile(
     r"show me (the|what)|what did (they|the (person|subject)) see)\b",
     re.IGNORECASE,
 )
+_LOCATE_WORDS = re.compile(r"\blocat|\blocali[sz]", re.IGNORECASE)  # "locate", "locating", "localise", ...
 
 
 def is_reconstruction_request(text: str) -> bool:
@@ -167,7 +170,7 @@ class Explorer:
         self._features = _LRU(32)
         self._heatmaps = _LRU(256)
         self._pictures = _LRU(128)
-        self._uploads: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._uploads: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # key -> (volume, mask, affine)
 
     # -- loading ----------------------------------------------------------------------------------
 
@@ -254,6 +257,52 @@ class Explorer:
             return []
         return self.answer_key.concepts_in(state.nsd_id)
 
+    # -- what to show first ---------------------------------------------------------------------------
+
+    def picture_concepts(self, nsd_id: int | None) -> list[str]:
+        """What picture `nsd_id` shows (the answer key, else its annotation boxes); objects before scenes."""
+        from neurochat.sim.concepts import SCENES
+
+        if nsd_id is None:
+            return []
+        known = self.answer_key.concepts_in(nsd_id) if self.answer_key is not None else []
+        if not known:
+            known = list(dict.fromkeys(box["name"] for box in self.dataset.boxes(nsd_id)))
+        return [c for c in known if c not in SCENES] + [c for c in known if c in SCENES]
+
+    def first_impression(self, subject: str) -> int:
+        """A shared test picture of two different objects (a good start for a talk), else the first shared one.
+
+        Two single instances ("a bird and a dog") beat two kinds in several copies ("two apples and two
+        oranges"); the annotation boxes count instances, for SimNSD and real NSD alike.
+        """
+        from neurochat.sim.concepts import SCENES
+
+        choices = [choice for choice in self.trial_choices(subject) if choice.shared] or self.trial_choices(subject)
+        if not choices:
+            raise ConfigError(f"{subject} has no trials on disk")
+
+        def objects(nsd_id: int) -> list[str]:
+            return [c for c in self.picture_concepts(nsd_id) if c not in SCENES]
+
+        def instances(nsd_id: int) -> int:
+            return len(self.dataset.boxes(nsd_id))
+
+        for good in (lambda n: len(objects(n)) == 2 and instances(n) == 2, lambda n: len(objects(n)) == 2):
+            for choice in choices:
+                if good(choice.nsd_id):
+                    return choice.nsd_id
+        return choices[0].nsd_id
+
+    def example_concept(self, nsd_id: int | None, named: list[str] | None = None) -> str:
+        """A concept worth locating: one picture `nsd_id` shows, else the first `named` so far, else any known one."""
+        concepts = self.picture_concepts(nsd_id)
+        if concepts:
+            return concepts[0]
+        if named:
+            return named[0]
+        return self.vocabulary[0] if self.vocabulary else "person"
+
     # -- features ------------------------------------------------------------------------------------
 
     def features(self, state: TrialState) -> Features:
@@ -261,8 +310,8 @@ class Explorer:
         if cached is not None:
             return cached
         if state.upload is not None:
-            volume, mask = self._uploads[state.upload]
-            affine, to_mni = np.eye(4), None
+            volume, mask, affine = self._uploads[state.upload]
+            to_mni = None  # an unknown subject: no transform to MNI is known
         else:
             table = self.dataset.trials(state.subject)
             trials = table.trials_of_image(state.nsd_id)  # in repetition order
@@ -311,6 +360,31 @@ class Explorer:
         distinct = self.vocabulary if action and action[0] == "reconstruct" else None
         stream = self.brainllm.stream(features.fmri_tokens, messages, max_new_tokens, distinct_concepts=distinct)
         return ChatTurn(stream, state, sent, action, list(stream.notes))
+
+    def check_localization_request(self, text: str) -> None:
+        """Refuse a request to locate a concept the models do not know, naming close ones (a `ConceptError`).
+
+        Checked before the LLM is asked, so that a typo ("bicycel") gets a suggestion instead of an
+        answer about whatever concept the request snaps to.
+        """
+        if self.vocabulary is None or not _LOCATE_WORDS.search(text):
+            return
+        asked = parse_localization_request(text)  # the phrase, before snapping to the vocabulary
+        if asked and parse_localization_request(text, self.vocabulary) is None:
+            self.localizer.check_concept(asked)
+
+    def note_concepts(self, state: TrialState, text: str) -> list[str]:
+        """Concepts of the vocabulary named in `text` (plurals too) join `state.concepts`, in the order named."""
+        found = []
+        for name in self.vocabulary or []:
+            match = re.search(rf"\b{re.escape(name)}(?:s|es)?\b", text, re.IGNORECASE)
+            if match:
+                found.append((match.start(), name))
+        named = [name for _, name in sorted(found)]
+        for name in named:
+            if name not in state.concepts:
+                state.concepts.append(name)
+        return named
 
     def reconstruction_prompt(self, state: TrialState, features: Features | None = None) -> str:
         """The LLM's answer to Table 5's instruction for this recording (greedy, each concept named once)."""
@@ -388,34 +462,17 @@ class Explorer:
     def upload(self, path: str | Path) -> TrialState:
         """Explore a single-trial beta volume from a NIfTI file (e.g. a subject the model never saw).
 
-        The volume must be 3-D and finite, on a grid the preprocessor can resize (within 4x of the
-        common grid per axis). int16 files follow NSD's convention (300 x percent signal change);
-        float files are taken as percent signal change.
+        Read as NSD's betas are (`read_beta_map`: integer files in NSD's units, float files in percent
+        signal change, the file's affine kept). The volume must be 3-D and finite, on a grid the
+        preprocessor can resize (within 4x of the common grid per axis).
         """
-        path = Path(path)
-        name = path.name
-        try:
-            image = nib.load(path)
-            data = np.asanyarray(image.dataobj)
-        except Exception as error:
-            raise DataError(f"{name} is not a readable NIfTI file ({error.__class__.__name__}); upload a .nii or .nii.gz") from error
-        if data.ndim == 4 and data.shape[-1] == 1:
-            data = data[..., 0]
-        if data.ndim != 3:
-            raise DataError(f"This volume has {data.ndim} dimensions {tuple(data.shape)}; upload one trial's 3D beta map.")
-        if np.issubdtype(data.dtype, np.integer):
-            volume = data.astype(np.float32) / 300.0  # NSD's int16 = 300 x percent signal change
-        else:
-            volume = data.astype(np.float32)
-        bad = ~np.isfinite(volume)
-        if bad.any():
-            raise DataError(f"{name} holds {int(bad.sum()):,} NaN or infinite values; export the betas without them "
-                            "(NeuroChat does not guess missing values).")  # fmt: skip
+        volume, affine = read_beta_map(path)
         operator = self.extractor.preprocessor.operator(volume.shape)  # raises a DataError for implausible grids
         mask = np.zeros(volume.size, bool)
         mask[operator.support] = True
+        name = Path(path).name
         key = f"{name}#{len(self._uploads) + 1}"
-        self._uploads[key] = (volume, mask.reshape(volume.shape))
+        self._uploads[key] = (volume, mask.reshape(volume.shape), affine)
         state = TrialState(f"upload:{name}", None, "upload", upload=key)
         self.features(state)
         return state

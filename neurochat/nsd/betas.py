@@ -5,7 +5,8 @@ NSD stores betas as int16 = 300 x percent signal change (NSD_FORMAT.md):
   so a session is decompressed once and kept in a small LRU cache;
 - `.hdf5`: dataset `betas` shaped (trials, Z, Y, X); uncompressed in NSD (chunked per trial in
   SimNSD), so single trials are read directly.
-Both come out as float32 (X, Y, Z) volumes in percent signal change.
+Both come out as float32 (X, Y, Z) volumes in percent signal change; so does one trial's volume
+brought as a NIfTI file (`read_beta_map`, the explorer's upload).
 """
 
 from __future__ import annotations
@@ -91,9 +92,14 @@ def _expect_ndim(shape, ndim, path, expected) -> tuple[int, ...]:
     return tuple(int(n) for n in shape)
 
 
+def _from_stored_units(stored: np.ndarray) -> np.ndarray:
+    """NSD's stored units (BETA_SCALE x percent signal change) -> float32 percent signal change."""
+    return stored.astype(np.float32) / np.float32(BETA_SCALE)
+
+
 def to_percent_signal_change(stored: np.ndarray, path: Path, trials: np.ndarray) -> np.ndarray:
     """int16 betas -> float32 percent signal change; refuses non-finite values instead of hiding them."""
-    values = stored.astype(np.float32) / np.float32(BETA_SCALE)
+    values = _from_stored_units(stored)
     if np.issubdtype(stored.dtype, np.floating):
         bad = ~np.isfinite(values)
         if bad.any():
@@ -105,6 +111,33 @@ def to_percent_signal_change(stored: np.ndarray, path: Path, trials: np.ndarray)
                 "fix or re-export the file rather than letting NeuroChat guess values"
             )
     return values
+
+
+def read_beta_map(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """One trial's beta map from a NIfTI file someone brings: (float32 (X, Y, Z) percent signal change, affine).
+
+    Integer files follow NSD's convention (BETA_SCALE x percent signal change, as in the session
+    files); float files are taken as percent signal change already (integers are the only sign of
+    NSD's scaling). A trailing axis of length 1 is dropped (one trial saved as 4-D). The
+    file's own affine is kept, so heatmaps written back land where the volume came from.
+    """
+    path = Path(path)
+    try:
+        image = nib.load(path)
+        data = np.asanyarray(image.dataobj)  # (X, Y, Z) or (X, Y, Z, 1)
+    except Exception as error:
+        raise DataError(f"{path.name} is not a readable NIfTI file ({error.__class__.__name__}); "
+                        "upload a .nii or .nii.gz") from error  # fmt: skip
+    if data.ndim == 4 and data.shape[-1] == 1:
+        data = data[..., 0]
+    if data.ndim != 3:
+        raise DataError(f"This volume has {data.ndim} dimensions {tuple(data.shape)}; upload one trial's 3D beta map.")
+    volume = _from_stored_units(data) if np.issubdtype(data.dtype, np.integer) else data.astype(np.float32)
+    bad = ~np.isfinite(volume)
+    if bad.any():
+        raise DataError(f"{path.name} holds {int(bad.sum()):,} NaN or infinite values; export the betas without "
+                        "them (NeuroChat does not guess missing values).")  # fmt: skip
+    return volume, np.asarray(image.affine, np.float64)
 
 
 class SessionCache:
