@@ -17,7 +17,6 @@ draws its own random batches (seeded by seed and process index) and DDP averages
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -29,15 +28,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.stats import rankdata
 from torch import nn
 from tqdm.auto import tqdm
 
 from neurochat.errors import ConfigError
+from neurochat.manifest import file_records
+from neurochat.metrics import roc_auc
 from neurochat.models.vision import ClipPreprocessing, VisionEncoders, images_to_unit_float
 from neurochat.sim.concepts import CONCEPT_NAMES, OBJECTS, SCENES
 from neurochat.sim.pool import POOL_FIRST_ID, pool_scenes, render_images
 from neurochat.training.precision import autocast, check_mixed_precision
+from neurochat.training.schedule import warmup_cosine
 
 # CLIP's byte-level BPE conventions (transformers' CLIPTokenizer builds the same pipeline).
 BOS_TOKEN, EOS_TOKEN = "<|startoftext|>", "<|endoftext|>"
@@ -315,7 +316,7 @@ def train_clip(model, tokenizer, pool: PoolPictures, preprocessing: ClipPreproce
         _decay_groups(model, config.weight_decay), lr=config.learning_rate, betas=config.adam_betas, eps=config.adam_epsilon
     )
     # stepped by hand once per optimizer step (accelerate's prepared scheduler steps once per process)
-    scheduler = _cosine_with_warmup(optimizer, config.warmup_steps, config.steps)
+    scheduler = warmup_cosine(optimizer, config.warmup_steps, config.steps)
     model, optimizer = accelerator.prepare(model, optimizer)
     unwrapped = accelerator.unwrap_model(model)
     rng = np.random.default_rng([seed, accelerator.process_index])  # each process its own batches
@@ -379,7 +380,7 @@ def train_vae(vae, pool: PoolPictures, config: VaeConfig, *, seed: int, accelera
     set_seed(seed)
     wrapper = _VaeWithKl(vae)
     optimizer = torch.optim.AdamW(wrapper.parameters(), lr=config.learning_rate, weight_decay=0.0)
-    scheduler = _cosine_with_warmup(optimizer, config.warmup_steps, config.steps)
+    scheduler = warmup_cosine(optimizer, config.warmup_steps, config.steps)
     wrapper, optimizer = accelerator.prepare(wrapper, optimizer)
     rng = np.random.default_rng([seed, accelerator.process_index])
 
@@ -424,18 +425,6 @@ def _decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-def _cosine_with_warmup(optimizer, warmup_steps: int, total_steps: int):
-    """Linear warm-up, then cosine decay to zero at `total_steps`."""
-
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def _out_of_time(accelerator, started: float, max_seconds: float | None) -> bool:
@@ -525,18 +514,6 @@ def _replace_folders(folders: list[Path]) -> None:
             shutil.rmtree(folder)
 
 
-def file_records(out: str | Path, folders: list[Path]) -> dict[str, dict]:
-    """sha256 and size of every file under `folders`, keyed by path relative to `out`."""
-    records = {}
-    for folder in folders:
-        for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
-            records[path.relative_to(out).as_posix()] = {
-                "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-                "bytes": path.stat().st_size,
-            }
-    return records
-
-
 # ---------------------------------------------------------------------------------------------
 # Quality on held-out pool pictures
 
@@ -564,7 +541,7 @@ def vision_quality(encoders: VisionEncoders, pool: PoolPictures, retrieval_size:
     names = _unit(encoders.text_embeddings(list(CONCEPT_NAMES)))  # (K, D)
     scores = (images @ names.T).numpy()  # (N, K)
     present = np.array([[name in concepts for name in CONCEPT_NAMES] for concepts in pool.concepts])  # (N, K)
-    auc = {name: _roc_auc(scores[:, k], present[:, k]) for k, name in enumerate(CONCEPT_NAMES) if 0 < present[:, k].sum() < len(pool)}
+    auc = {name: roc_auc(scores[:, k], present[:, k]) for k, name in enumerate(CONCEPT_NAMES) if 0 < present[:, k].sum() < len(pool)}
     n_objects = len(OBJECTS)
     best_object = scores[:, :n_objects].argmax(1)
     best_scene = scores[:, n_objects:].argmax(1)
@@ -601,13 +578,6 @@ QUALITY_DECIMALS = 4  # quality numbers in the manifest; more digits would be no
 def _unit(embeddings: torch.Tensor) -> torch.Tensor:
     """Unit-length rows, for cosine similarity."""
     return torch.nn.functional.normalize(embeddings, dim=-1)
-
-
-def _roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """ROC AUC by the Mann-Whitney rank statistic (ties get average ranks)."""
-    ranks = rankdata(scores)
-    n_pos, n_neg = labels.sum(), (~labels).sum()
-    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 # ---------------------------------------------------------------------------------------------
