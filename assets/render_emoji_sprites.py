@@ -22,7 +22,7 @@ from PIL import Image, ImageDraw, ImageFont
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from neurochat.sim.concepts import OBJECTS, sprite_filename  # noqa: E402
+from neurochat.vocabulary import OBJECTS, sprite_filename  # noqa: E402
 
 DEFAULT_FONT = "/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf"
 FONT_STRIKE_PX = 109  # the only size the bitmap font has

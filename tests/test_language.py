@@ -27,8 +27,8 @@ from neurochat.language.__main__ import main as language_main
 from neurochat.language.templates import SETTING_STYLES, noun_phrase, plural
 from neurochat.language.facts import facts_from_scene, load_facts
 from neurochat.nsd import NSDDataset, layout
-from neurochat.sim.concepts import CONCEPT_NAMES, OBJECTS_BY_NAME
 from neurochat.sim.scenes import Scene
+from neurochat.vocabulary import CONCEPT_NAMES, OBJECTS_BY_NAME
 
 
 @pytest.fixture(scope="module")

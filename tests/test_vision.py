@@ -16,7 +16,7 @@ from neurochat.errors import ConfigError, DataError
 from neurochat.models.vision import ClipPreprocessing, VisionEncoders
 from neurochat.paths import CHECKPOINTS
 from neurochat.presets import PAPER_HUB_IDS, get_preset
-from neurochat.sim.concepts import CONCEPT_NAMES
+from neurochat.vocabulary import CONCEPT_NAMES
 from neurochat.training.vision import (
     ClipConfig,
     PoolPictures,

@@ -24,8 +24,8 @@ from typing import Iterable
 
 from neurochat.errors import DataError
 from neurochat.nsd import NSDDataset, layout
-from neurochat.sim.concepts import OBJECTS, OBJECTS_BY_NAME, SCENES
 from neurochat.sim.scenes import CANVAS, Scene
+from neurochat.vocabulary import OBJECTS, OBJECTS_BY_NAME, SCENES
 
 SOURCES = ("auto", "simnsd", "coco")
 SCENES_JSON = layout.SIMNSD / "scenes.json"

@@ -14,6 +14,8 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
+from neurochat.vocabulary import mentions
+
 # The fMRI placeholder (Sec. 3.4): "<human>: [image] [instruction]". It appears exactly once per
 # conversation, at the start of the first human turn, and is replaced by the fMRI embeddings t.
 IMAGE_TOKEN = "<image>"
@@ -197,17 +199,21 @@ def _clean_phrase(phrase: str) -> str:
 
 
 def _snap(phrase: str | None, text: str, vocabulary: Iterable[str]) -> str | None:
-    """The vocabulary concept that `phrase` (or, failing that, the whole request) names."""
-    names = sorted({v.lower() for v in vocabulary}, key=len, reverse=True)  # "teddy bear" before "bear"
+    """The vocabulary concept that `phrase` (or, failing that, the whole request) names.
+
+    Users' free text: any "s" or "es" plural counts and only letters bound a word ("teddy-bear"), so
+    `mentions(..., plurals="suffix", boundary="letter")`. Of several names the longest wins ("teddy
+    bear" before "bear"), and of equally long ones the first mentioned.
+    """
+    names = list(dict.fromkeys(v.lower() for v in vocabulary))
     if phrase:
         for candidate in (phrase, _singular(phrase)):
             if candidate in names:
                 return candidate
     for source in (phrase, text):  # the extracted phrase first, then the whole request
-        haystack = " " + re.sub(r"[^a-z ]", " ", (source or "").lower()) + " "
-        for name in names:
-            if any(f" {form} " in haystack for form in (name, name + "s", name + "es")):
-                return name
+        found = mentions(source or "", names, plurals="suffix", boundary="letter")
+        if found:
+            return max(found, key=len)
     return None
 
 

@@ -14,14 +14,11 @@ import random
 from typing import Protocol, Sequence
 
 from neurochat.language.facts import ImageFacts, ObjectFacts
-from neurochat.sim.concepts import OBJECTS_BY_NAME
+from neurochat.vocabulary import article, plural
 
 QA = tuple[str, str]
 
 COUNT_WORDS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight", 9: "nine", 10: "ten"}
-# COCO names with irregular plurals (SimNSD's own concepts carry theirs in neurochat.sim.concepts).
-IRREGULAR_PLURALS = {"person": "people", "mouse": "mice", "knife": "knives", "skis": "skis", "scissors": "scissors",
-                     "sheep": "sheep", "broccoli": "broccoli"}  # fmt: skip
 
 SIZE_WORDS = {"small": "small", "medium": "medium-sized", "large": "large"}
 # How text places things in each scene context ("a cat on the grass").
@@ -107,24 +104,6 @@ class DialogueWriter(Protocol):
 
 # ---------------------------------------------------------------------------------------------
 # Grammar
-
-
-def plural(name: str) -> str:
-    if name in OBJECTS_BY_NAME:
-        return OBJECTS_BY_NAME[name].plural_name
-    if name in IRREGULAR_PLURALS:
-        return IRREGULAR_PLURALS[name]
-    if name.endswith(("s", "x", "ch", "sh")):
-        return name + "es"
-    if name.endswith("y") and name[-2:-1] not in "aeiou":
-        return name[:-1] + "ies"
-    return name + "s"
-
-
-def article(name: str) -> str:
-    if name in OBJECTS_BY_NAME:
-        return OBJECTS_BY_NAME[name].article
-    return "an" if name[:1] in "aeiou" else "a"
 
 
 def count_word(n: int) -> str:

@@ -33,7 +33,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -45,6 +44,7 @@ from torch import nn
 
 from neurochat.errors import ConfigError, DataError
 from neurochat.language import IMAGE_TOKEN
+from neurochat.vocabulary import mentions, name_forms
 
 log = logging.getLogger(__name__)
 
@@ -625,20 +625,18 @@ class NamesEachConceptOnce:
     scenes hold distinct objects and their prompts name each once ("two apples", never "an apple ...
     an apple"), yet a small LM unsure of the second object tends to repeat the first. Banning the
     repeat makes greedy decoding take its next most probable object instead. A concept counts as
-    named when the decoded answer has its singular or plural as a whole word; its spellings with a
-    leading space, lower case and capitalised, are then banned (a multi-token spelling's last token
-    after the others, as transformers' bad-words processor does). A name inside another counts as
-    named too ("dog" in "hot dog"), as it does for the evaluation's `names`.
+    named when `neurochat.vocabulary.mentions` finds it in the decoded answer (singular or plural, a
+    whole word; a name inside another counts too, "dog" in "hot dog"); its spellings with a leading
+    space, lower case and capitalised, are then banned (a multi-token spelling's last token after
+    the others, as transformers' bad-words processor does).
     """
 
     def __init__(self, tokenizer, concepts: Sequence[str]):
-        from neurochat.language.templates import plural
-
         self.tokenizer = tokenizer
-        self.patterns, self.spellings = {}, {}
-        for concept in dict.fromkeys(concepts):
-            forms = {concept, plural(concept)}
-            self.patterns[concept] = re.compile("|".join(rf"\b{re.escape(f)}\b" for f in sorted(forms)), re.IGNORECASE)
+        self.concepts = list(dict.fromkeys(concepts))
+        self.spellings = {}
+        for concept in self.concepts:
+            forms = set(name_forms(concept))
             words = forms | {f[:1].upper() + f[1:] for f in forms}
             self.spellings[concept] = [tokenizer.encode(" " + w, add_special_tokens=False) for w in sorted(words)]
         self.prompt_length: int | None = None  # generation from embeddings passes only the new ids
@@ -648,9 +646,7 @@ class NamesEachConceptOnce:
             self.prompt_length = input_ids.shape[1]
         for row, ids in enumerate(input_ids[:, self.prompt_length :].tolist()):
             text = self.tokenizer.decode(ids, skip_special_tokens=True)
-            for concept, pattern in self.patterns.items():
-                if not pattern.search(text):
-                    continue
+            for concept in mentions(text, self.concepts):
                 for spelling in self.spellings[concept]:
                     if len(spelling) == 1 or ids[len(ids) - len(spelling) + 1 :] == spelling[:-1]:
                         scores[row, spelling[-1]] = -float("inf")

@@ -35,7 +35,7 @@ from neurochat.errors import ConfigError
 from neurochat.manifest import file_records
 from neurochat.metrics import roc_auc
 from neurochat.models.vision import ClipPreprocessing, VisionEncoders, images_to_unit_float
-from neurochat.sim.concepts import CONCEPT_NAMES, OBJECTS, SCENES
+from neurochat.vocabulary import CONCEPT_NAMES, OBJECTS, SCENES
 from neurochat.sim.pool import POOL_FIRST_ID, pool_scenes, render_images
 from neurochat.training.precision import autocast, check_mixed_precision
 from neurochat.training.schedule import warmup_cosine
