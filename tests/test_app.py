@@ -58,9 +58,9 @@ def explorer(micro_bundle, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ui(explorer, tmp_path_factory):
-    import app
+    from neurochat.app.ui import ExplorerUI
 
-    ui = app.ExplorerUI(explorer, downloads=tmp_path_factory.mktemp("downloads"))
+    ui = ExplorerUI(explorer, downloads=tmp_path_factory.mktemp("downloads"))
     ui.build()
     return ui
 
@@ -68,9 +68,9 @@ def ui(explorer, tmp_path_factory):
 @pytest.fixture
 def session(ui):
     """A tab that has opened the default trial."""
-    import app
+    from neurochat.app.session import Session
 
-    session = app.Session()
+    session = Session()
     out = ui.start(session)
     assert "Now exploring" in out[ui.c.status]
     return out[ui.c.state]
@@ -176,7 +176,7 @@ def test_a_second_message_while_busy_is_not_asked_twice(ui, session):
 
 
 def test_reconstruction_then_beta_re_renders_only_the_final_image(ui, session):
-    from app import RECONSTRUCT
+    from neurochat.app.ui import RECONSTRUCT
 
     out, _ = ask(ui, session, RECONSTRUCT)
     final = out[ui.c.final]
@@ -222,8 +222,8 @@ def test_localize_shows_the_brain_and_ablation_toggles(ui, explorer, session):
     assert ui.show_3d(0.5, session)[ui.c.state].view == "3d"
 
 
-def test_named_concepts_get_chips(ui, session):
-    ui._note_concepts(session, "a bird and two dogs on the snow")
+def test_named_concepts_get_chips(ui, explorer, session):
+    explorer.note_concepts(session.trial, "a bird and two dogs on the snow")
     assert session.trial.concepts[:3] == ["bird", "dog", "snow"]
     assert ui._chips(session)["value"] == ["bird", "dog", "snow"]
 
@@ -232,9 +232,9 @@ def test_named_concepts_get_chips(ui, session):
 
 
 def test_buttons_before_a_trial_is_chosen(ui):
-    import app
+    from neurochat.app.session import Session
 
-    empty = app.Session()
+    empty = Session()
     for out in (ui.accept("Describe the image concisely.", empty), ui.rerender(0.93, 0, empty),
                 ui.toggle([], 0.93, 0, empty), ui.restore(0.93, 0, empty), ui.locate("dog", 0.5, empty),
                 ui.pick_trial("subj01", None, "averaged", empty), ui.upload(None, empty)):  # fmt: skip
@@ -244,9 +244,9 @@ def test_buttons_before_a_trial_is_chosen(ui):
     assert list(ui.answer(empty)) == [unchanged] and ui.act(empty, 0.93, 0, 0.5) == unchanged
 
 
-def _save(tmp_path, name, data):
+def _save(tmp_path, name, data, affine=None):
     path = tmp_path / name
-    nib.save(nib.Nifti1Image(data, np.eye(4)), path)
+    nib.save(nib.Nifti1Image(data, np.eye(4) if affine is None else affine), path)
     return str(path)
 
 
@@ -263,10 +263,24 @@ def test_uploads_that_are_not_one_finite_3d_volume_are_refused(ui, explorer, ses
     assert session.trial.upload is None  # the tab still explores its trial
 
     volume = explorer.dataset.read_trials("subj01", explorer.dataset.trials("subj01").trials_of_image(2)[:1])[0]
-    out = ui.upload(_save(tmp_path, "mine.nii.gz", volume.astype(np.float32)), session)
+    affine = explorer.dataset.affine("subj01")
+    out = ui.upload(_save(tmp_path, "mine.nii.gz", volume.astype(np.float32), affine), session)
     assert out[ui.c.state].trial.upload and out[ui.c.stimulus] is None and "uploaded" in out[ui.c.caption]
+    assert np.allclose(explorer.features(out[ui.c.state].trial).affine, affine)  # the file's own grid, kept
     reply, _ = ask(ui, out[ui.c.state], "Describe the image concisely.")
     assert reply[ui.c.chatbot][-1]["content"].strip()
+
+
+def test_an_uploaded_volume_is_read_in_nsd_units_with_its_affine(tmp_path):
+    from neurochat.nsd import BETA_SCALE, read_beta_map
+
+    affine = np.diag([1.8, 1.8, 1.8, 1.0])
+    stored = np.arange(24, dtype=np.int16).reshape(2, 3, 4, 1)  # one trial saved as 4-D, NSD's int16 units
+    volume, read_affine = read_beta_map(_save(tmp_path, "nsd.nii.gz", stored, affine))
+    assert volume.shape == (2, 3, 4) and volume.dtype == np.float32
+    assert np.allclose(volume, stored[..., 0] / BETA_SCALE) and np.allclose(read_affine, affine)
+    floats, _ = read_beta_map(_save(tmp_path, "psc.nii.gz", stored[..., 0].astype(np.float32)))
+    assert np.allclose(floats, stored[..., 0])  # floats are percent signal change already
 
 
 def test_unexpected_failures_become_a_sentence(ui, explorer, session, monkeypatch):
@@ -287,10 +301,12 @@ def test_unexpected_failures_become_a_sentence(ui, explorer, session, monkeypatc
 
 def test_missing_weights_or_data_give_a_page_that_says_what_and_where(tmp_path, micro_bundle):
     import app
+    from neurochat.app.startup import load_explorer
+    from neurochat.app.ui import error_page
 
     weights, nsd_root = micro_bundle
     def load(*argv):
-        return app.load_explorer(app.build_parser().parse_args(argv), log_line=lambda *_: None)
+        return load_explorer(app.build_parser().parse_args(argv), log_line=lambda *_: None)
 
     explorer, problem = load("--weights", str(tmp_path / "nothing"), "--nsd-root", str(nsd_root))
     assert explorer is None and str(tmp_path / "nothing") in problem and "extractor" in problem
@@ -298,7 +314,7 @@ def test_missing_weights_or_data_give_a_page_that_says_what_and_where(tmp_path, 
     assert explorer is None and "no-nsd" in problem
     explorer, problem = load("--preset", "paper", "--weights", str(weights))
     assert explorer is None and "--nsd-root" in problem
-    page = app.error_page(problem, "python app.py --preset paper")
+    page = error_page(problem, "python app.py --preset paper")
     texts = " ".join(str(getattr(block, "value", "")) for block in page.blocks.values())
     assert "could not start" in texts and "--nsd-root" in texts
 

@@ -1,8 +1,10 @@
-"""The demo data is generated once into the cache, and `python app.py` summarises it."""
+"""The demo data is generated once into the cache, `python app.py` summarises it, and `--help` answers at once."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import app
 from neurochat import paths
@@ -24,3 +26,12 @@ def test_app_prints_the_demo_summary(sim_root, monkeypatch, capsys):
     assert app.main(["--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert [s["name"] for s in summary["subjects"]] == ["subj01", "subj02", "subj05", "subj07"]
+
+
+def test_help_imports_no_heavy_library():
+    """`python app.py --help` reads no model: gradio and torch are imported only to serve the page."""
+    probe = ("import sys, app\n"
+             "try:\n    app.main(['--help'])\nexcept SystemExit:\n    pass\n"
+             "print(sorted(m for m in ('gradio', 'torch', 'nibabel', 'matplotlib') if m in sys.modules))")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", probe], cwd=paths.REPO_ROOT, capture_output=True, text=True, check=True)
+    assert "usage: python app.py" in done.stdout and done.stdout.strip().endswith("[]")

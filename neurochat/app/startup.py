@@ -1,0 +1,81 @@
+"""Starting the explorer: load the models, warm the first trial, serve the page (or a page that says why not).
+
+`app.py` parses the command line and calls `serve(args, command)`; nothing here reads argv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import logging
+import shutil
+import sys
+import threading
+import time
+
+from neurochat import viz
+from neurochat.app.ui import CSS, THEME, ExplorerUI, error_page
+from neurochat.errors import NeuroChatError
+from neurochat.paths import ensure_simnsd
+
+log = logging.getLogger("neurochat.app")
+
+
+def load_explorer(args: argparse.Namespace, log_line=print):
+    """(explorer, None) or (None, the sentence that says what is missing and where)."""
+    import torch
+
+    from neurochat.explorer import Explorer
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        return None, "--device cuda was asked for, but torch sees no CUDA GPU on this machine: use --device cpu"
+    try:
+        nsd_root = args.nsd_root
+        if nsd_root is None and args.preset == "demo":
+            nsd_root = ensure_simnsd("demo", args.seed)  # generated once into the cache (about a minute)
+        started = time.perf_counter()
+        log_line(f"loading the {args.preset} models from {args.weights or 'the committed checkpoints'} …")
+        explorer = Explorer.load(args.preset, nsd_root=nsd_root, weights=args.weights, device=args.device,
+                                 log=log_line)  # fmt: skip
+        log_line(f"models ready in {time.perf_counter() - started:.1f} s")
+        return explorer, None
+    except NeuroChatError as error:
+        return None, str(error)
+    except (OSError, ValueError, RuntimeError, KeyError) as error:  # a damaged or foreign weights folder
+        log.error("could not load the models", exc_info=error)
+        return None, f"the models could not be loaded ({error.__class__.__name__}: {error})"
+
+
+def warm_up(ui: ExplorerUI) -> None:
+    """First trial's features and the figure libraries, so the first clicks are fast."""
+    ui.explorer.select(ui.default_subject, ui.default_trial)
+    ui.explorer.prepare_localization(ui.default_subject)
+
+    def figures():
+        try:
+            viz.warm_up()
+        except Exception as error:  # noqa: BLE001 — only a speed-up
+            log.warning("figure warm-up failed: %s", error)
+
+    threading.Thread(target=figures, daemon=True, name="viz-warm-up").start()
+
+
+def serve(args: argparse.Namespace, command: str) -> int:
+    """Load the models and serve the explorer until stopped; `command` is how to start it again."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    for chatty in ("httpx", "httpcore", "urllib3"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
+    explorer, problem = load_explorer(args)
+    if explorer is None:
+        print(f"error: {problem}", file=sys.stderr)
+        blocks = error_page(problem, command)
+    else:
+        ui = ExplorerUI(explorer)
+        atexit.register(shutil.rmtree, ui.downloads, ignore_errors=True)
+        blocks = ui.build()
+        warm_up(ui)
+    blocks.queue(default_concurrency_limit=1)
+    print(f"NeuroChat on http://{args.host}:{args.port}", flush=True)
+    blocks.launch(server_name=args.host, server_port=args.port, theme=THEME,
+                  css=CSS, ssr_mode=False, footer_links=[], show_error=False, quiet=True)  # fmt: skip
+    return 0

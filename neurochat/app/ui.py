@@ -1,0 +1,193 @@
+"""The page: its layout, the example instructions, and which event runs which handler.
+
+    ui = ExplorerUI(explorer)          # the handlers (see `session.py`) around one loaded Explorer
+    blocks = ui.build()                # the Blocks, every listener wired
+    blocks.launch(theme=THEME, css=CSS)
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import gradio as gr
+
+from neurochat import viz
+from neurochat.app.problems import sentence
+from neurochat.app.session import DEFAULT_SEED, Session, SessionHandlers
+from neurochat.language import BRIEF_INSTRUCTIONS, DETAILED_INSTRUCTIONS, RECONSTRUCTION_INSTRUCTION
+
+DEVICE_QUEUE = "device"  # the one queue every model-using listener joins (one device, one job at a time)
+THEME = gr.themes.Soft(primary_hue="indigo", text_size="sm", spacing_size="sm", radius_size="sm")
+CSS = (Path(__file__).with_name("style.css")).read_text()
+PROTOCOL_CHOICES = [("average of repetitions", "averaged"), ("single trial", "single")]
+
+# The paper's instructions (App. A.2): Table 3, Table 4, a complex-reasoning question, Table 5, Table 6.
+BRIEF = BRIEF_INSTRUCTIONS[0]
+DETAILED = DETAILED_INSTRUCTIONS[0]
+REASONING = "Is this scene indoors or outdoors, and why?"
+RECONSTRUCT = RECONSTRUCTION_INSTRUCTION
+EXAMPLES = [("Describe", BRIEF), ("Detailed", DETAILED), ("Reason", REASONING), ("Reconstruct", RECONSTRUCT)]
+
+HELP = """**How to use.** Pick a subject and a trial on the left (the picture is shown for reference only:
+the models read the fMRI recording, never the picture). Ask in the chat, or press an example.
+*Reconstruct* renders the picture from the brain with the LLM's prompt; move **β** to mix more noise
+into the brain's VAE latent (β = 0: the VAE prior alone, β = 1: CLIP embedding + prompt alone).
+*Locating the concept of "…"* shows where the concept lives on the 3D brain and adds a chip under
+*Concepts*: untick a chip to silence that concept's voxels and see the ablated reconstruction."""
+
+
+class ExplorerUI(SessionHandlers):
+    """The Blocks and their handlers around one loaded `Explorer`.
+
+    Handlers take and return plain values (a dict of component → value, as Gradio accepts), so tests
+    call them directly: `ui = ExplorerUI(explorer); ui.build(); ui.start(Session())`.
+    """
+
+    # -- layout ----------------------------------------------------------------------------------
+
+    def build(self):
+        from neurochat.reconstruct import DEFAULT_BETA
+
+        explorer, c = self.explorer, self.c
+        preset = explorer.preset.name
+        data = "SimNSD phantom" if explorer.answer_key is not None else "NSD"
+        with gr.Blocks(title="NeuroChat", delete_cache=(3600, 7200)) as blocks:
+            c.state = gr.State(Session())
+            with gr.Row(elem_id="nc-header"):
+                gr.Markdown(f"## NeuroChat — talk with a brain recording <small>· preset: **{preset}** ({data}) · "
+                            f"{explorer.reconstructor.device}</small>", elem_id="nc-title")  # fmt: skip
+                c.status = gr.Markdown("", elem_id="nc-status")
+                c.help = gr.Button("? help", size="sm", variant="secondary", scale=0, min_width=60)
+            with gr.Row(equal_height=False):
+                # -- left: what is being looked at ------------------------------------------------------
+                with gr.Column(scale=2, min_width=200, elem_classes="nc-compact"):
+                    c.subject = gr.Dropdown(explorer.subjects, value=self.default_subject, label="Subject",
+                                            elem_id="nc-subject")  # fmt: skip
+                    c.trial = gr.Dropdown(self._trial_choices(self.default_subject), value=self.default_trial,
+                                          label="Trial (shared test first)", elem_id="nc-trial")  # fmt: skip
+                    c.protocol = gr.Radio(PROTOCOL_CHOICES, value="averaged", show_label=False)
+                    c.random = gr.Button("🎲 random trial", size="sm")
+                    # The picture is shown for reference only: the models read the recording, never the picture.
+                    c.stimulus = gr.Image(label="Seen (reference only)", height=210, interactive=False,
+                                          buttons=["fullscreen"], elem_classes="nc-picture")  # fmt: skip
+                    c.caption = gr.Markdown("", elem_classes="nc-small")
+                    c.upload = gr.UploadButton("⤒ upload a beta map (3D NIfTI)", file_count="single", type="filepath",
+                                               size="sm", variant="secondary")  # fmt: skip
+                # -- middle: the conversation ------------------------------------------------------
+                with gr.Column(scale=3, min_width=330, elem_classes="nc-compact"):
+                    c.chatbot = gr.Chatbot(label="Chat with the recording", show_label=False, height=530,
+                                           elem_id="nc-chat", buttons=["copy"],
+                                           placeholder="Chat with the recording: ask about this trial, or press an example.")  # fmt: skip
+                    with gr.Row(elem_classes="nc-compact"):
+                        c.message = gr.Textbox(placeholder="Ask about this trial…", show_label=False, container=False,
+                                               max_lines=3, scale=6)  # fmt: skip
+                        c.send = gr.Button("➤", variant="primary", scale=0, min_width=48)
+                    with gr.Row(elem_classes="nc-examples"):
+                        gr.Markdown("Try:", elem_classes="nc-small")
+                        c.examples = {text: gr.Button(label, size="sm", scale=0, min_width=0)
+                                      for label, text in EXAMPLES}  # fmt: skip
+                        c.ex_locate = gr.Button(f'Locate "{explorer.example_concept(self.default_trial)}"',
+                                                size="sm", scale=0, min_width=0)  # fmt: skip
+                # -- right: reconstruction, concepts, brain -------------------------------------------
+                with gr.Column(scale=6, min_width=560, elem_classes="nc-compact"):
+                    with gr.Row(elem_classes="nc-compact"):
+                        picture = {"height": 170, "interactive": False, "buttons": ["download"],
+                                   "elem_classes": "nc-picture"}  # fmt: skip
+                        c.prior = gr.Image(label="VAE prior (ẑ_v)", elem_id="nc-prior", **picture)
+                        c.final = gr.Image(label="Reconstruction", elem_id="nc-final", **picture)
+                        c.ablated = gr.Image(label="Ablated", elem_id="nc-ablated", **picture)
+                    with gr.Row(elem_classes="nc-compact", equal_height=False):
+                        with gr.Column(scale=2, min_width=230, elem_classes="nc-compact"):
+                            with gr.Row(elem_classes="nc-compact"):
+                                c.beta = gr.Slider(0.0, 1.0, value=DEFAULT_BETA, step=0.01, label="β (noise into ẑ_v)",
+                                                   scale=3, elem_id="nc-beta")  # fmt: skip
+                                c.seed = gr.Number(DEFAULT_SEED, label="seed", precision=0, minimum=0, scale=1,
+                                                   min_width=64)  # fmt: skip
+                            c.prompt = gr.Markdown("", elem_classes=["nc-small", "nc-prompt"])
+                            c.concepts = gr.CheckboxGroup([], value=[], label="Concepts · untick to remove",
+                                                          elem_id="nc-concepts")  # fmt: skip
+                            with gr.Row(elem_classes="nc-compact"):
+                                c.locate_box = gr.Textbox(placeholder="locate a concept, e.g. dog", show_label=False,
+                                                          container=False, max_lines=1, scale=3)  # fmt: skip
+                                c.locate = gr.Button("Locate", size="sm", scale=1, min_width=60)
+                                c.reset = gr.Button("↺ restore all", size="sm", scale=1, min_width=60)
+                            with gr.Row(elem_classes="nc-downloads"):
+                                c.dl_native = gr.DownloadButton("⤓ heatmap (native)", size="sm", interactive=False)
+                                c.dl_mni = gr.DownloadButton("⤓ heatmap (MNI)", size="sm", interactive=False)
+                            with gr.Row(elem_classes="nc-downloads"):
+                                c.dl_images = gr.DownloadButton("⤓ images PNG", size="sm", interactive=False)
+                                c.dl_chat = gr.DownloadButton("⤓ chat JSON", size="sm", interactive=False)
+                        with gr.Column(scale=3, min_width=320, elem_classes="nc-compact"):
+                            c.brain_title = gr.Markdown("Ask to locate a concept to see it on the brain.",
+                                                        elem_classes="nc-small")  # fmt: skip
+                            with gr.Tabs(elem_id="nc-brain"):
+                                with gr.Tab("3D brain") as c.tab_3d:
+                                    c.brain3d = gr.Plot(show_label=False, elem_id="nc-brain3d")
+                                with gr.Tab("glass brain") as c.tab_glass:
+                                    c.glass = gr.Image(show_label=False, interactive=False, height=260,
+                                                       buttons=["download"], elem_classes="nc-picture",
+                                                       elem_id="nc-glass")  # fmt: skip
+                            c.threshold = gr.Slider(0.0, 0.99, value=viz.DEFAULT_THRESHOLD, step=0.01,
+                                                    label="heat threshold", elem_id="nc-threshold")  # fmt: skip
+            self._wire(blocks)
+        return blocks
+
+    # -- events ------------------------------------------------------------------------------------
+
+    def _wire(self, blocks) -> None:
+        c = self.c
+        on_device = {"concurrency_id": DEVICE_QUEUE, "concurrency_limit": 1}
+        trial_out = [c.status, c.state, c.subject, c.trial, c.stimulus, c.caption, c.chatbot, c.prior, c.final,
+                     c.ablated, c.prompt, c.concepts, c.brain_title, c.brain3d, c.glass, c.ex_locate, c.dl_native,
+                     c.dl_mni, c.dl_images, c.dl_chat]  # fmt: skip
+        chat_out = [c.status, c.state, c.message, c.chatbot, c.concepts, c.dl_chat]
+        render_out = [c.status, c.state, c.final, c.ablated, c.prompt, c.concepts, c.dl_images]
+        brain_out = [c.status, c.state, c.brain_title, c.brain3d, c.glass, c.concepts]
+        act_out = list(dict.fromkeys(render_out + brain_out))
+        files_out = [c.status, c.state, c.dl_native, c.dl_mni]
+
+        blocks.load(self.start, [c.state], trial_out, **on_device)
+        c.help.click(lambda: gr.Info(HELP, duration=30), None, None, queue=False)
+        c.subject.input(self.pick_subject, [c.subject, c.protocol, c.state], trial_out, **on_device)
+        c.trial.input(self.pick_trial, [c.subject, c.trial, c.protocol, c.state], trial_out, **on_device)
+        c.protocol.input(self.pick_trial, [c.subject, c.trial, c.protocol, c.state], trial_out, **on_device)
+        c.random.click(self.random_trial, [c.subject, c.protocol, c.state], trial_out, **on_device)
+        c.upload.upload(self.upload, [c.upload, c.state], trial_out, **on_device)
+
+        # Ask: show the message at once (no queue), stream the answer, then run what it asked for.
+        asks = [(c.message.submit, self.accept, [c.message, c.state]),
+                (c.send.click, self.accept, [c.message, c.state]),
+                (c.ex_locate.click, self.accept_locate, [c.state])]  # fmt: skip
+        asks += [(button.click, functools.partial(self.accept, text), [c.state]) for text, button in c.examples.items()]
+        for trigger, accept, inputs in asks:
+            (trigger(accept, inputs, chat_out, queue=False, show_progress="hidden")
+             .then(self.answer, [c.state], chat_out, show_progress="minimal", **on_device)
+             .then(self.act, [c.state, c.beta, c.seed, c.threshold], act_out,
+                   show_progress_on=[c.final, c.brain3d], **on_device)
+             .then(self.heatmap_files, [c.state], files_out, show_progress="hidden", **on_device))  # fmt: skip
+
+        c.beta.release(self.rerender, [c.beta, c.seed, c.state], render_out, show_progress_on=[c.final, c.ablated],
+                       **on_device)  # fmt: skip
+        for trigger in (c.seed.submit, c.seed.blur):  # unchanged pictures come from the cache and are not re-sent
+            trigger(self.rerender, [c.beta, c.seed, c.state], render_out, show_progress_on=[c.final, c.ablated],
+                    **on_device)  # fmt: skip
+        c.concepts.input(self.toggle, [c.concepts, c.beta, c.seed, c.state], render_out,
+                         show_progress_on=[c.ablated], **on_device)  # fmt: skip
+        c.reset.click(self.restore, [c.beta, c.seed, c.state], render_out, show_progress_on=[c.ablated], **on_device)
+        for trigger in (c.locate.click, c.locate_box.submit):
+            (trigger(self.locate, [c.locate_box, c.threshold, c.state], brain_out, show_progress_on=[c.brain3d],
+                     **on_device)
+             .then(self.heatmap_files, [c.state], files_out, show_progress="hidden", **on_device))  # fmt: skip
+        c.threshold.release(self.redraw_brain, [c.threshold, c.state], brain_out, show_progress="minimal", **on_device)
+        c.tab_3d.select(self.show_3d, [c.threshold, c.state], brain_out, queue=False, show_progress="hidden")
+        c.tab_glass.select(self.show_glass, [c.threshold, c.state], brain_out, show_progress_on=[c.glass], **on_device)
+
+
+def error_page(message: str, command: str):
+    """What the browser shows when the models or data cannot be loaded: the sentence, not a crash."""
+    with gr.Blocks(title="NeuroChat — cannot start") as blocks:
+        gr.Markdown("## NeuroChat could not start")
+        gr.Markdown(f"**{sentence(message)}**")
+        gr.Markdown(f"Fix this, then start the app again: `{command}`")
+    return blocks
