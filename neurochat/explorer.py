@@ -41,6 +41,7 @@ from neurochat.nsd.dataset import NSDDataset
 from neurochat.paths import cache_dir
 from neurochat.presets import Preset, get_preset
 from neurochat.reconstruct import DEFAULT_BETA, DEFAULT_GUIDANCE, DEFAULT_STEPS, Reconstructor
+from neurochat.vocabulary import SCENES, mentions
 
 PROTOCOLS = ("averaged", "single")
 MAX_MESSAGE_CHARS = 2000  # longer messages are refused with a sentence (the demo LLM reads 512 tokens)
@@ -183,8 +184,8 @@ class Explorer:
         from neurochat.models.unclip import load_unclip
         from neurochat.models.vision import VisionEncoders
         from neurochat.paths import ensure_simnsd
-        from neurochat.sim.concepts import CONCEPT_NAMES
         from neurochat.sim.truth import AnswerKey
+        from neurochat.vocabulary import CONCEPT_NAMES
 
         quiet_libraries()
         settings = get_preset(preset, weights)
@@ -261,8 +262,6 @@ class Explorer:
 
     def picture_concepts(self, nsd_id: int | None) -> list[str]:
         """What picture `nsd_id` shows (the answer key, else its annotation boxes); objects before scenes."""
-        from neurochat.sim.concepts import SCENES
-
         if nsd_id is None:
             return []
         known = self.answer_key.concepts_in(nsd_id) if self.answer_key is not None else []
@@ -276,8 +275,6 @@ class Explorer:
         Two single instances ("a bird and a dog") beat two kinds in several copies ("two apples and two
         oranges"); the annotation boxes count instances, for SimNSD and real NSD alike.
         """
-        from neurochat.sim.concepts import SCENES
-
         choices = [choice for choice in self.trial_choices(subject) if choice.shared] or self.trial_choices(subject)
         if not choices:
             raise ConfigError(f"{subject} has no trials on disk")
@@ -375,12 +372,7 @@ class Explorer:
 
     def note_concepts(self, state: TrialState, text: str) -> list[str]:
         """Concepts of the vocabulary named in `text` (plurals too) join `state.concepts`, in the order named."""
-        found = []
-        for name in self.vocabulary or []:
-            match = re.search(rf"\b{re.escape(name)}(?:s|es)?\b", text, re.IGNORECASE)
-            if match:
-                found.append((match.start(), name))
-        named = [name for _, name in sorted(found)]
+        named = mentions(text, self.vocabulary or [], plurals="suffix")  # the model's words, or the user's
         for name in named:
             if name not in state.concepts:
                 state.concepts.append(name)

@@ -105,7 +105,7 @@ def value(update):
 
 
 def test_first_impression_is_a_shared_trial_with_two_objects(ui, explorer, session):
-    from neurochat.sim.concepts import SCENES
+    from neurochat.vocabulary import SCENES
 
     choice = next(c for c in explorer.trial_choices(ui.default_subject) if c.nsd_id == ui.default_trial)
     assert choice.shared
