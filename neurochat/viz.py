@@ -5,10 +5,10 @@ labelled image strips, and the files people take home. No UI framework here (the
     figure = static_glass_brain(heatmap, threshold=0.5)     # matplotlib: nilearn plot_glass_brain "lyrz"
     strip = image_strip([prior, final], ["VAE prior", "final"])
 
-The 3D view follows the recipe in STACK_NOTES: nilearn's bundled fsaverage5 pial meshes (offline) as
-two translucent `Mesh3d` traces, and the top heatmap voxels (native voxel → MNI mm through the
-subject's transform) as one `Scatter3d`, capped in size so the figure stays about 1 MB and builds in
-well under a second. A heatmap without a known MNI transform (real NSD without one) is drawn in the
+The 3D view is nilearn's bundled fsaverage5 pial meshes (offline) as two translucent `Mesh3d` traces,
+and the top heatmap voxels (native voxel → MNI mm through the subject's transform) as one `Scatter3d`,
+capped in size so the figure stays small enough to send and quick to build (the app's waits are
+measured by `python -m neurochat.bench app`). A heatmap without a known MNI transform (real NSD without one) is drawn in the
 subject's scanner space, with no brain outline, and the figure says so.
 """
 
@@ -19,10 +19,12 @@ import os
 import tempfile
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from neurochat.localize import Heatmap
+if TYPE_CHECKING:
+    from neurochat.localize import Heatmap  # imported where used: `import neurochat.viz` stays light
 
 DEFAULT_THRESHOLD = 0.5  # heatmaps are scaled to [0, 1]; the upper half reads as "where the concept is"
 DEFAULT_MAX_POINTS = 2500  # heat points in the 3D view: enough to see blobs, small enough to stay fast
@@ -131,7 +133,7 @@ def static_glass_brain(heatmap: Heatmap, threshold: float = DEFAULT_THRESHOLD, w
     from nilearn.plotting import plot_glass_brain
 
     # The native map with the voxel → MNI mm affine is the same image as `heatmap.to_mni_nifti()`
-    # for nilearn's projections, without resampling 1.1M template voxels first (~1 s on 2 cores).
+    # for nilearn's projections, without first resampling the 1.1M voxels of the MNI template grid.
     in_mni_mm = nib.Nifti1Image(np.asarray(heatmap.native, np.float32), np.asarray(heatmap.to_mni, np.float64))
     plot_glass_brain(in_mni_mm, figure=figure, display_mode="lyrz", plot_abs=False, threshold=threshold,
                      vmin=0.0, vmax=1.0, cmap="YlOrRd", colorbar=True, annotate=False,
@@ -219,7 +221,7 @@ def save_json(payload, folder: str | Path, name: str) -> Path:
 
 def warm_up() -> None:
     """Load the meshes and the plotting modules once (the first figure otherwise takes seconds)."""
-    from neurochat.localize import MNI_GRID_2MM
+    from neurochat.localize import MNI_GRID_2MM, Heatmap
 
     _pial_meshes()
     shape, affine = MNI_GRID_2MM

@@ -34,7 +34,8 @@ from pathlib import Path
 
 from neurochat.cli import write_json
 
-# Demo preset on 2 CPU cores (issue 7). first_localize_s has none: a once-per-subject wait, reported.
+# What a person should wait at most, demo preset on 2 CPU cores. first_localize_s has none: a once-per-subject
+# wait, reported.
 TARGETS = {"cold_start_s": 20.0, "beta_s": 1.5, "localize_s": 1.0, "ablate_s": 2.0, "first_token_s": 0.5,
            "peak_rss_mb": 3000.0}  # fmt: skip
 BRIEF = "Describe the image concisely."  # Table 3's first instruction
