@@ -361,8 +361,8 @@ class Explorer:
     def check_localization_request(self, text: str) -> None:
         """Refuse a request to locate a concept the models do not know, naming close ones (a `ConceptError`).
 
-        Checked before the LLM is asked, so that a typo ("bicycel") gets a suggestion instead of an
-        answer about whatever concept the request snaps to.
+        Checked before the LLM is asked: a request naming no known concept ("bicycel") would reach it
+        as an ordinary question and locate nothing, where a suggestion helps.
         """
         if self.vocabulary is None or not _LOCATE_WORDS.search(text):
             return
