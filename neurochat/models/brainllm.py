@@ -25,18 +25,20 @@ a sentence (`DataError`), never silently changed, with one documented exception:
 longer than the context loses its oldest exchanges after the fMRI turn, and the reply's `notes`
 say so. A single message too long to fit is refused (the model would otherwise answer a question
 it never fully read): the user shortens it.
+
+Beside this file: `conversation` (messages → ids and labels, the splice), `generation` (replies,
+streams, `NamesEachConceptOnce`) and `language_model` (loading the LM folder).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -44,29 +46,29 @@ from torch import nn
 
 from neurochat.errors import ConfigError, DataError
 from neurochat.language import IMAGE_TOKEN
-from neurochat.vocabulary import mentions, name_forms
+from neurochat.models.conversation import (
+    IGNORE_INDEX,
+    EncodedConversation,
+    as_conversations,
+    encode_conversation,
+    splice_fmri,
+    with_placeholder,
+)
+from neurochat.models.generation import ChatStream, NamesEachConceptOnce, Reply, until_stop
+from neurochat.models.language_model import load_language_model
 
-log = logging.getLogger(__name__)
+# The rest of the fMRI-LLM's interface, importable from here as before the split.
+from neurochat.models.conversation import conversation_messages  # noqa: F401
+from neurochat.models.language_model import PAPER_CHAT_TEMPLATE, add_image_token  # noqa: F401
 
-IGNORE_INDEX = -100  # labels that the loss skips: prompt, chat markup and fMRI positions
 PROJECTOR_TYPES = ("mlp2x_gelu",)  # the paper's f_t: a two-layer perceptron (Sec. 3.3)
 FORMAT = "neurochat.brainllm/1"
 CONFIG_NAME = "brainllm.json"
 PROJECTOR_NAME = "projector.safetensors"
 LLM_DIR = "llm"
 ADAPTER_DIR = "lora"
-ROLES = ("system", "user", "assistant")
 DEFAULT_MAX_NEW_TOKENS = 128
 FALLBACK_CONTEXT = 2048  # for an LM config that does not state max_position_embeddings
-
-# For LMs without a chat template (a base, non-instruct model): the paper's dialogue format, Sec. 3.4.
-PAPER_CHAT_TEMPLATE = (
-    "{{ bos_token }}{% for message in messages %}"
-    "{% if message['role'] == 'system' %}{{ message['content'] | trim }}\n"
-    "{% elif message['role'] == 'user' %}{% if not loop.first %}\n{% endif %}<human>: {{ message['content'] | trim }}\n"
-    "{% else %}<bot>: {{ message['content'] | trim }}{{ eos_token }}{% endif %}"
-    "{% endfor %}{% if add_generation_prompt %}<bot>: {% endif %}"
-)
 
 
 def build_projector(kind: str, in_dim: int, out_dim: int) -> nn.Module:
@@ -114,191 +116,6 @@ def extractor_facts(folder: str | Path, config) -> dict:
     return {"folder": str(folder.resolve()), "sha256_16": digest, "layout": config.layout,
             "patch_size": config.patch_size, "hidden": config.hidden, "layers": config.layers,
             "n_tokens": config.n_tokens}  # fmt: skip
-
-
-# ---------------------------------------------------------------------------------------------
-# Conversations → token ids and labels
-
-
-@dataclass
-class EncodedConversation:
-    """One conversation as LM input: the placeholder already expanded to T ids."""
-
-    input_ids: list[int]
-    labels: list[int]  # IGNORE_INDEX except on the assistant's answers (and the end-of-turn that closes each)
-
-
-def conversation_messages(conversations: Sequence[dict]) -> list[dict]:
-    """LLaVA's {"from": "human"|"gpt", "value"} turns → chat messages {"role", "content"}."""
-    roles = {"human": "user", "gpt": "assistant", "system": "system"}
-    try:
-        return [{"role": roles[turn["from"]], "content": turn["value"]} for turn in conversations]
-    except KeyError as error:
-        raise DataError(f"a conversation turn lacks or misnames {error}: LLaVA turns are "
-                        "{'from': 'human'|'gpt', 'value': text}") from None  # fmt: skip
-
-
-def check_messages(messages: Sequence[dict], tokenizer, image_token: str, *, ends_with: str) -> None:
-    """Refuse conversations the model cannot read, with the reason (see the module docstring)."""
-    if not isinstance(messages, (list, tuple)) or not messages:
-        raise DataError("the conversation is empty: give at least one user message")
-    control = [t for t in tokenizer.all_special_tokens if t != image_token]
-    expected = "user"
-    for index, message in enumerate(messages):
-        if not isinstance(message, dict) or message.get("role") not in ROLES or not isinstance(message.get("content"), str):
-            raise DataError(f"message {index} is {message!r}; each message is {{'role': 'user'|'assistant'|'system', "
-                            "'content': text}")  # fmt: skip
-        role, content = message["role"], message["content"]
-        if role == "system" and index == 0:
-            continue
-        if role != expected:
-            raise DataError(f"message {index} is from {role!r} where a {expected!r} turn was expected: turns alternate "
-                            "user, assistant, user, ... (an optional system message first)")  # fmt: skip
-        expected = "assistant" if role == "user" else "user"
-        # an earlier blank answer is what the model said (a tiny or untrained LM can stop at once):
-        # keep reading the conversation; a blank question, or a blank answer to train on, is refused
-        blank_answer_in_history = role == "assistant" and index < len(messages) - 1
-        if not content.replace(image_token, "").strip() and not blank_answer_in_history:
-            what = "the message" if index == len(messages) - 1 else f"message {index} ({role})"
-            raise DataError(f"{what} is empty: ask something about the recording, e.g. 'Describe the image briefly.'")
-        found = [t for t in control if t in content]
-        if found:
-            raise DataError(f"message {index} contains {found[0]!r}, a control token of the model's chat format; remove it")
-    if messages[-1]["role"] != ends_with:
-        raise DataError(f"the conversation ends with a {messages[-1]['role']!r} turn; expected {ends_with!r}")
-    placements = [(i, m["content"].count(image_token)) for i, m in enumerate(messages) if image_token in m["content"]]
-    first_user = next(i for i, m in enumerate(messages) if m["role"] == "user")
-    if placements != [(first_user, 1)]:
-        raise DataError(f"the fMRI placeholder {image_token} must appear exactly once, in the first user message; "
-                        f"found it in messages {[i for i, _ in placements] or 'none'}")  # fmt: skip
-
-
-def with_placeholder(messages: Sequence[dict], image_token: str = IMAGE_TOKEN) -> list[dict]:
-    """The conversation with the fMRI placeholder at the start of the first user message, where
-    training put it (App. A.2), unless the caller already placed it."""
-    messages = [dict(m) for m in messages]
-    if any(isinstance(m, dict) and image_token in str(m.get("content", "")) for m in messages):
-        return messages
-    for message in messages:
-        if isinstance(message, dict) and message.get("role") == "user":
-            message["content"] = f"{image_token}\n{message.get('content', '')}"
-            break
-    return messages
-
-
-def encode_conversation(tokenizer, messages: Sequence[dict], n_fmri_tokens: int, image_token: str = IMAGE_TOKEN,
-                        *, add_generation_prompt: bool = False) -> EncodedConversation:  # fmt: skip
-    """Token ids and labels of a conversation, the placeholder expanded to `n_fmri_tokens` ids.
-
-    The chat template is rendered for every prefix of the conversation, and the text each prefix
-    adds is tokenized on its own: the parts up to each assistant turn (prompt and markup: label
-    IGNORE_INDEX) and each assistant answer with the markup that closes it (labels = ids, so the
-    model learns to stop). Prompts at inference are encoded by this same function, so training
-    and generation see the same token boundaries.
-    """
-    check_messages(messages, tokenizer, image_token, ends_with="user" if add_generation_prompt else "assistant")
-    image_id = tokenizer.convert_tokens_to_ids(image_token)
-
-    def render(prefix, generation_prompt: bool) -> str:
-        return tokenizer.apply_chat_template(list(prefix), add_generation_prompt=generation_prompt, tokenize=False)
-
-    input_ids: list[int] = []
-    labels: list[int] = []
-    rendered = ""
-
-    def take(text: str, is_answer: bool) -> None:
-        nonlocal rendered
-        if not text.startswith(rendered):
-            raise ConfigError("the tokenizer's chat template does not render a conversation as a prefix of the "
-                              "conversation one turn longer; BrainLLM needs that to find the answers")  # fmt: skip
-        ids = tokenizer(text[len(rendered):], add_special_tokens=False)["input_ids"]
-        input_ids.extend(ids)
-        labels.extend(ids if is_answer else [IGNORE_INDEX] * len(ids))
-        rendered = text
-
-    for index, message in enumerate(messages):
-        if message["role"] == "assistant":
-            take(render(messages[:index], True), False)
-            take(render(messages[: index + 1], False), True)
-    take(render(messages, add_generation_prompt), False)
-
-    # <image> → T placeholder ids; their labels stay IGNORE_INDEX
-    positions = [i for i, token in enumerate(input_ids) if token == image_id]
-    if len(positions) != 1:
-        raise ConfigError(f"the tokenizer split the placeholder {image_token} into {len(positions)} tokens (expected "
-                          "one special token): load the model with BrainLLM, which adds it")  # fmt: skip
-    p = positions[0]
-    input_ids[p : p + 1] = [image_id] * n_fmri_tokens
-    labels[p : p + 1] = [IGNORE_INDEX] * n_fmri_tokens
-    return EncodedConversation(input_ids, labels)
-
-
-def splice_fmri(inputs_embeds: torch.Tensor, input_ids: torch.Tensor, fmri_embeds: torch.Tensor,
-                image_token_id: int) -> torch.Tensor:  # fmt: skip
-    """Put each sample's T projected fMRI tokens at its T placeholder positions, in order.
-
-    inputs_embeds (B, L, E), input_ids (B, L), fmri_embeds (B, T, E) → (B, L, E). `masked_scatter`
-    fills the masked positions in row-major order, so row b's placeholders receive fmri_embeds[b]
-    (what Hugging Face's Llava does).
-    """
-    mask = input_ids == image_token_id  # (B, L)
-    counts = mask.sum(dim=1)
-    if fmri_embeds.ndim != 3 or len(fmri_embeds) != len(input_ids) or bool((counts != fmri_embeds.shape[1]).any()):
-        raise DataError(f"cannot splice fMRI embeddings of shape {tuple(fmri_embeds.shape)} into a batch of "
-                        f"{len(input_ids)} sequences with {counts.tolist()} placeholder tokens each")  # fmt: skip
-    mask = mask.unsqueeze(-1).expand_as(inputs_embeds)  # (B, L, E)
-    return inputs_embeds.masked_scatter(mask, fmri_embeds.to(inputs_embeds.dtype))
-
-
-# ---------------------------------------------------------------------------------------------
-# The model
-
-
-@dataclass
-class Reply:
-    """One generated answer."""
-
-    text: str
-    token_ids: list[int]
-    notes: list[str]  # how the prompt was fitted into the context (dropped turns), for the user to see
-    prompt_tokens: int
-
-
-class ChatStream:
-    """Text pieces as the model writes them (`TextIteratorStreamer` on a thread).
-
-    `notes` is known before the first piece; `text` holds everything streamed so far; `cancel()`
-    stops the generation after the current token (a UI's stop button). Errors in the generation
-    thread are raised in the reader's thread when the stream ends.
-    """
-
-    def __init__(self, run, streamer, notes: list[str], cancelled: threading.Event):
-        self.notes = notes
-        self.text = ""
-        self._streamer = streamer
-        self._cancelled = cancelled
-        self._error: BaseException | None = None
-
-        def target():
-            try:
-                run()
-            except BaseException as error:  # noqa: BLE001 — handed to the reader below
-                self._error = error
-                streamer.end()  # unblock the reader
-
-        self._thread = threading.Thread(target=target, daemon=True)
-        self._thread.start()
-
-    def cancel(self) -> None:
-        self._cancelled.set()
-
-    def __iter__(self) -> Iterator[str]:
-        for piece in self._streamer:
-            self.text += piece
-            yield piece
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
 
 
 class BrainLLM(nn.Module):
@@ -429,7 +246,7 @@ class BrainLLM(nn.Module):
         """
         # 1. Check inputs: fMRI (T, D) or (B, T, D); one conversation (a string, or messages) or B of them
         fmri = self.check_fmri(fmri)  # (B, T, D)
-        conversations = _as_conversations(messages, len(fmri))
+        conversations = as_conversations(messages, len(fmri))
         if not 1 <= max_new_tokens < self.max_context - self.config.n_fmri_tokens:
             raise DataError(f"max_new_tokens={max_new_tokens}: choose 1 to {self.max_context - self.config.n_fmri_tokens - 1}"
                             f" (the context holds {self.max_context} tokens, {self.config.n_fmri_tokens} of them fMRI)")
@@ -524,7 +341,7 @@ class BrainLLM(nn.Module):
         output = self.lm.generate(inputs_embeds=inputs_embeds, attention_mask=attention_mask, streamer=streamer, **kwargs)
         replies = []
         for row, ids in enumerate(output.tolist()):  # only the new tokens (generation from inputs_embeds)
-            ids = _until_stop(ids, self.stop_token_ids)
+            ids = until_stop(ids, self.stop_token_ids)
             text = self.tokenizer.decode(ids, skip_special_tokens=True).strip()
             replies.append(Reply(text, ids, notes[row], prompt_lengths[row]))
         return replies[0] if single else replies
@@ -602,102 +419,6 @@ class BrainLLM(nn.Module):
 
 def _relative(path: str | Path, start: Path) -> str:
     return Path(os.path.relpath(Path(path).resolve(), start.resolve())).as_posix()
-
-
-def _as_conversations(messages, batch: int) -> list[list[dict]]:
-    """A string, one conversation, or `batch` conversations → `batch` conversations."""
-    if isinstance(messages, str):
-        messages = [{"role": "user", "content": messages}]
-    if isinstance(messages, (list, tuple)) and messages and all(isinstance(m, (list, tuple)) for m in messages):
-        if len(messages) != batch:
-            raise DataError(f"{len(messages)} conversations for {batch} fMRI recordings: give one conversation per "
-                            "recording, or a single conversation for all")  # fmt: skip
-        return [list(m) for m in messages]
-    if not isinstance(messages, (list, tuple)):
-        raise DataError(f"messages must be a string or a list of {{'role', 'content'}} dicts, not {type(messages).__name__}")
-    return [list(messages)] * batch
-
-
-class NamesEachConceptOnce:
-    """A logits processor: once the answer has named a concept, it cannot name it again.
-
-    For answers that list a picture's objects, such as the reconstruction prompt of Table 5: SimNSD's
-    scenes hold distinct objects and their prompts name each once ("two apples", never "an apple ...
-    an apple"), yet a small LM unsure of the second object tends to repeat the first. Banning the
-    repeat makes greedy decoding take its next most probable object instead. A concept counts as
-    named when `neurochat.vocabulary.mentions` finds it in the decoded answer (singular or plural, a
-    whole word; a name inside another counts too, "dog" in "hot dog"); its spellings with a leading
-    space, lower case and capitalised, are then banned (a multi-token spelling's last token after
-    the others, as transformers' bad-words processor does).
-    """
-
-    def __init__(self, tokenizer, concepts: Sequence[str]):
-        self.tokenizer = tokenizer
-        self.concepts = list(dict.fromkeys(concepts))
-        self.spellings = {}
-        for concept in self.concepts:
-            forms = set(name_forms(concept))
-            words = forms | {f[:1].upper() + f[1:] for f in forms}
-            self.spellings[concept] = [tokenizer.encode(" " + w, add_special_tokens=False) for w in sorted(words)]
-        self.prompt_length: int | None = None  # generation from embeddings passes only the new ids
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        if self.prompt_length is None:
-            self.prompt_length = input_ids.shape[1]
-        for row, ids in enumerate(input_ids[:, self.prompt_length :].tolist()):
-            text = self.tokenizer.decode(ids, skip_special_tokens=True)
-            for concept in mentions(text, self.concepts):
-                for spelling in self.spellings[concept]:
-                    if len(spelling) == 1 or ids[len(ids) - len(spelling) + 1 :] == spelling[:-1]:
-                        scores[row, spelling[-1]] = -float("inf")
-        return scores
-
-
-def _until_stop(ids: list[int], stop_ids: Sequence[int]) -> list[int]:
-    for i, token in enumerate(ids):
-        if token in stop_ids:
-            return ids[:i]
-    return ids
-
-
-# ---------------------------------------------------------------------------------------------
-# Loading
-
-
-def load_language_model(lm_dir: str | Path, *, dtype=None, device: str | torch.device = "cpu"):
-    """(causal LM, tokenizer) from a local folder, with the fMRI placeholder token and a chat template."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    lm_dir = Path(lm_dir)
-    if not (lm_dir / "config.json").exists():
-        raise ConfigError(f"no language model at {lm_dir} (config.json is missing): give a transformers causal-LM folder "
-                          "(e.g. the demo's, made by `python -m train.llm --stage 0 --preset demo`)")  # fmt: skip
-    tokenizer = AutoTokenizer.from_pretrained(lm_dir, local_files_only=True)
-    lm = AutoModelForCausalLM.from_pretrained(lm_dir, local_files_only=True, dtype=dtype or torch.float32)
-    lm.to(device)
-    if not tokenizer.chat_template:
-        log.warning("%s has no chat template: using the paper's '<human>: ... <bot>: ...' format", lm_dir)
-        tokenizer.chat_template = PAPER_CHAT_TEMPLATE
-    add_image_token(lm, tokenizer)
-    return lm, tokenizer
-
-
-def add_image_token(lm: nn.Module, tokenizer, image_token: str = IMAGE_TOKEN) -> None:
-    """Add the fMRI placeholder as a special token if the tokenizer lacks it, resizing the LM's
-    embeddings. The new row is the mean of the old ones: deterministic, so a reloaded model is
-    identical; its input embedding is always replaced by fMRI, and generation suppresses it."""
-    from tokenizers import AddedToken
-
-    if image_token in tokenizer.get_vocab():
-        return
-    tokenizer.add_tokens([AddedToken(image_token, special=True, normalized=False)], special_tokens=True)
-    old = lm.get_input_embeddings().weight.shape[0]
-    if len(tokenizer) <= old:
-        return  # the table already had spare rows (vocab padded to a multiple)
-    lm.resize_token_embeddings(len(tokenizer), mean_resizing=False)
-    with torch.no_grad():
-        for table in {id(t): t for t in (lm.get_input_embeddings(), lm.get_output_embeddings()) if t is not None}.values():
-            table.weight[old:] = table.weight[:old].mean(dim=0)
 
 
 def trained_extractor_dir(folder: str | Path) -> Path | None:

@@ -35,7 +35,8 @@ from neurochat.errors import ConfigError, DataError
 from neurochat.training.precision import autocast, check_mixed_precision
 from neurochat.training.schedule import warmup_cosine
 from neurochat.language import BRIEF_INSTRUCTIONS, IMAGE_TOKEN, TASKS
-from neurochat.models.brainllm import IGNORE_INDEX, BrainLLM, conversation_messages
+from neurochat.models.brainllm import BrainLLM
+from neurochat.models.conversation import IGNORE_INDEX, conversation_messages
 
 STATE_DIR = "training_state"
 PROTOCOLS = ("averaged", "single")
