@@ -45,7 +45,7 @@ def _models(weights, only):
     from neurochat.models.extractor import alignment_loss, load_extractor
     from neurochat.training.llm import DEMO_STAGE_SETTINGS
     from neurochat.training.unclip import DecoderTrainConfig
-    from neurochat.training.vision import ClipConfig, VaeConfig, _VaeWithKl, multi_positive_contrastive_loss, vae_loss
+    from neurochat.training.vision import ClipConfig, VaeConfig, VaeWithKl, multi_positive_contrastive_loss, vae_loss
 
     generator = torch.Generator().manual_seed(0)
 
@@ -63,7 +63,7 @@ def _models(weights, only):
         eye = torch.eye(config.batch_size)
         yield "clip", clip, batches, lambda m, b: multi_positive_contrastive_loss(m(**b).logits_per_image, eye)
     if wanted("vae"):
-        vae = _VaeWithKl(AutoencoderKL.from_pretrained(weights / "unclip" / "vae").float())
+        vae = VaeWithKl(AutoencoderKL.from_pretrained(weights / "unclip" / "vae").float())
         config = VaeConfig()
 
         yield ("vae", vae, [randn(config.batch_size, 3, config.image_size, config.image_size).clamp(-1, 1) for _ in range(2)],
