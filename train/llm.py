@@ -8,20 +8,13 @@
 Defaults: the paper's lr 2e-5 and one epoch per stage (App. C) for `paper`; for `demo`, whose tiny
 model starts from scratch, the larger steps of `neurochat.training.llm.DEMO_STAGE_SETTINGS`.
 
-Demo budget (Llama 4 × 256, 3.5 M parameters; batch 16; stage 0 blocks of 512 tokens; stages 1–2
-conversations of 52 fMRI tokens + ~55 text tokens, 107 on average, batched by length so that a batch
-pads to 108 tokens instead of 169). Stages 1 + 2, one epoch of 2,318 steps each, measured on
-2026-11-29 by `python -m train.demo_bundle --out checkpoints/demo --only llm1 llm2 --force --threads 2`
-on the 2-core machine with nothing else running:
-
-    stage 1 (f_t only)   0.33 s/step   759 s training, 827 s with loading and caching the fMRI tokens
-    stage 2 (full)       0.45 s/step   1,041 s training, 1,098 s in all
-                                       together 32 min 8 s wall (target ≤ 45 min)
-
-Earlier measurements (2026-11-25, a ~1.8× faster machine, random batches): stage 0 1.3 s/step on 2
-free cores, 2.5 s on one thread beside another job (156 steps per epoch now, 4 epochs); stage 2 with LoRA
-(r 16) 0.96 s/step on one thread. Stage 0 on 2026-11-29, sharing the machine: 624 steps in 2,356 s.
-With another job on the machine, --threads 1 is ~3x faster than two contending threads.
+Demo budget: a Llama of 4 layers × 256 (3.5 M parameters), batch 16; stage 0 reads blocks of 512
+tokens, stages 1–2 conversations of the 52 fMRI tokens and about 55 text tokens, batched by length
+so that a batch pads little. The demo bundle's manifest (`checkpoints/demo/manifest.json`) records
+each stage's command and seconds; `python -m train.demo_bundle --out checkpoints/demo --only llm1 llm2
+--force --threads 2` measures stages 1 and 2 again, `python -m neurochat.bench training` one step of
+each. With another job on the machine, prefer --threads 1: two threads contending for the cores
+are several times slower.
 
 Outputs (override with --out): stage 0 → the preset's LLM folder; stage 1 → PRESET/brainllm_stage1;
 stage 2 → PRESET/brainllm (what the explorer loads). Stage 1 and LoRA folders reference the base LM

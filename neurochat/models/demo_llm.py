@@ -54,7 +54,7 @@ LLAMA3_SPLIT_PATTERN = (
 
 @dataclass(frozen=True)
 class DemoLLMConfig:
-    """Sizes of the demo's tokenizer and Llama (measured on 2 CPU cores: see `train/llm.py`)."""
+    """Sizes of the demo's tokenizer and Llama, small enough to train on a CPU (`train/llm.py` says how to time it)."""
 
     vocab_size: int = 4096  # BPE merges over a templated, ~2k-word language; plus the 256 bytes
     hidden: int = 256  # the LLM embedding size that the projector f_t maps into (Sec. 3.3)

@@ -148,8 +148,8 @@ def fast_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     """Dropout with the mask drawn as 15-bit integers (p exact to 1/32768).
 
     Same semantics as `F.dropout` (each element kept with probability 1 − p, then scaled by 1/(1 − p)),
-    but on CPU `F.dropout`'s float Bernoulli draw took ~17% of an extractor training step; integer
-    draws cost half as much, which keeps the demo extractor's training within its 30 min on 2 cores.
+    but on CPU `F.dropout`'s float Bernoulli draw is a sizeable share of an extractor training step and
+    integer draws cost about half as much (`python -m neurochat.bench training` times a step).
     """
     if not training or p == 0.0:
         return x

@@ -81,8 +81,8 @@ class LLMTrainConfig:
 
 
 # Demo settings. A 3.5 M-parameter model trained from scratch needs far larger steps than the paper's
-# 2e-5 on a pretrained 8B model. Measured on the 2-core machine (150-step runs from one stage-1 model):
-# stage 2 full reached validation loss 0.55 at lr 1e-3 vs 0.67 at 3e-4; LoRA (r 16) 1.09 at 1e-3.
+# 2e-5 on a pretrained 8B model: in 150-step runs from one stage-1 model, stage 2 reached a lower
+# validation loss at lr 1e-3 than at 3e-4, and full training a lower one than LoRA (r 16).
 # Epochs: stage 0 is 156 steps per epoch at batch 16, stages 1 and 2 are 2,318 (37,080 samples);
 # see train/llm.py for the time budgets.
 DEMO_STAGE_SETTINGS = {
@@ -180,8 +180,8 @@ def extract_fmri(bundle, bank, keys: Sequence[tuple], cache_path: str | Path | N
 
 
 class ConversationSet(torch.utils.data.Dataset):
-    """Extension samples → (input_ids, labels, fMRI key), encoded on first use and kept (jinja
-    rendering is the slow part: ~1.4 ms a sample; `lengths()` encodes them all at once)."""
+    """Extension samples → (input_ids, labels, fMRI key), encoded on first use and kept (the chat
+    template's jinja rendering is the slow part; `lengths()` encodes them all at once)."""
 
     def __init__(self, samples: Sequence[dict], model: BrainLLM, protocol: str = "averaged"):
         self.samples = list(samples)

@@ -1,13 +1,12 @@
 """Mixed precision for training: bf16 autocast of the forward passes, where it pays.
 
-On a CPU with native bf16 dot products (AVX512-BF16 or AMX), one-thread training steps under bf16
-autocast took 0.52-0.58x the float32 time for the extractors, 0.59x (stage 0) to 0.76x (stage 2)
-for the language model and 0.65-0.68x for the VAE; the UnCLIP UNet's 0.94-0.96x, so it stays
-float32 (`python -m neurochat.bench precision`, 2026-12-02). CLIP stays float32 too until measured
-on a quiet machine: 0.71x and 0.96x in two bench runs beside other training, and a 40-step training
-probe ran as fast either way. The weights, the optimizer and the saved checkpoints stay float32: only
-the forward pass (and so its backward) computes matrix products in bf16, as `torch.autocast` does
-on a GPU.
+On a CPU with native bf16 dot products (AVX512-BF16 or AMX), a training step under bf16 autocast
+is clearly faster than in float32 for the extractors, the language model and the VAE, and barely
+faster for the UnCLIP UNet, which therefore stays float32; CLIP stays float32 until a rebuild shows
+a gain. `python -m neurochat.bench precision` measures every model's bf16 / float32 step time side
+by side (its latest numbers: `reports/benchmarks/precision.json`). The weights, the optimizer and
+the saved checkpoints stay float32: only the forward pass (and so its backward) computes matrix
+products in bf16, as `torch.autocast` does on a GPU.
 
 Each training loop takes a `mixed_precision` setting ("no" or "bf16") in its config, recorded with
 the checkpoint, and opens `autocast(device, mixed_precision)` around its forward pass and loss. Not

@@ -151,7 +151,7 @@ def finish_demo_vision(out: str | Path, *, seed: int = 0, pool_size: int = 20_00
         "environment": {
             "cpu_count": os.cpu_count(),
             "parts": {part: record["run"] for part, record in records.items()},
-            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),  # PASSIVE avoids a 5× slowdown on shared cores
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),  # PASSIVE keeps waiting threads from spinning on shared cores
             "python": platform.python_version(),
             "torch": torch.__version__,
             "transformers": transformers.__version__,
