@@ -42,7 +42,7 @@ from scipy import ndimage
 from neurochat.errors import DataError
 from neurochat.models.extractor import ExtractorBundle
 
-_log = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 # nilearn's MNI152 2009 template grid at 2 mm (`load_mni152_template(resolution=2)`), for display
 MNI_GRID_2MM = ((99, 117, 95), np.array([[2.0, 0, 0, -98], [0, 2, 0, -134], [0, 0, 2, -72], [0, 0, 0, 1]]))
@@ -298,7 +298,7 @@ class ConceptLocalizer:
             try:
                 self._subject_statistics(subject)
             except Exception as error:  # noqa: BLE001 — the user's own request raises it again, with context
-                _log.warning("background encoding fit for %s failed: %s", subject, error)
+                log.warning("background encoding fit for %s failed: %s", subject, error)
             finally:
                 self._preparing.discard(subject)
 

@@ -7,9 +7,11 @@ dataset is generated there on first use, so a fresh clone runs with no download.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 from pathlib import Path
+from typing import Callable
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINTS = REPO_ROOT / "checkpoints"
@@ -25,8 +27,11 @@ def simnsd_root(size: str = "demo", seed: int = 0) -> Path:
     return cache_dir() / f"simnsd-{size}-seed{seed}"
 
 
-def ensure_simnsd(size: str = "demo", seed: int = 0, log=print) -> Path:
-    """The cached SimNSD tree of this size and seed, generated first if it is missing or incomplete."""
+def ensure_simnsd(size: str = "demo", seed: int = 0, log: Callable[[str], None] | None = None) -> Path:
+    """The cached SimNSD tree of this size and seed, generated first if it is missing or incomplete.
+
+    Its one message (that it is generating, once) goes to `log` if given, else to the logger.
+    """
     from neurochat.sim.generate import SIMNSD_VERSION, generate
 
     root = simnsd_root(size, seed)
@@ -35,18 +40,19 @@ def ensure_simnsd(size: str = "demo", seed: int = 0, log=print) -> Path:
         return root
     if root.exists():
         shutil.rmtree(root)  # an interrupted or outdated generation
-    log(f"generating the SimNSD {size} dataset (seed {seed}) into {root} — once, about a minute on 2 cores ...")
+    say = log or logging.getLogger(__name__).info
+    say(f"generating the SimNSD {size} dataset (seed {seed}) into {root} — once, about a minute ...")
     generate(root, size=size, seed=seed)
     marker.write_text(json.dumps({"simnsd_version": SIMNSD_VERSION, "size": size, "seed": seed}))
     return root
 
 
-def dataset_root(preset: str, nsd_root: str | Path | None, log=print) -> Path:
+def dataset_root(preset: str, nsd_root: str | Path | None) -> Path:
     """The NSD tree a command works on: `nsd_root`, or for the demo the cached SimNSD (generated once)."""
     from neurochat.errors import ConfigError
 
     if nsd_root:
         return Path(nsd_root)
     if preset == "demo":
-        return ensure_simnsd("demo", log=log)
+        return ensure_simnsd("demo")
     raise ConfigError(f"the {preset} preset works on real NSD: pass --nsd-root DIR (the folder holding nsddata/)")

@@ -195,7 +195,7 @@ def test_an_interrupted_run_resumes_where_it_stopped(tmp_path):
             return (m(batch) ** 2).mean()
 
         result = run_training(model, data, torch.stack, loss_fn, config, out, accelerator=Accelerator(cpu=True),
-                              progress=False, log=lambda *a: None)  # fmt: skip
+                              progress=False)  # fmt: skip
         return model, result
 
     reference, _ = train(tmp_path / "reference")

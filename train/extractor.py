@@ -14,10 +14,13 @@ resume from their last finished epoch.
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 from typing import Sequence
 
-from neurochat.cli import run_main
+from neurochat.cli import add_verbosity_options, configure_logging, run_main
+
+log = logging.getLogger(__name__)
 
 
 def default_output(extractor_dir: Path, layout: str, patch_size: int, subjects: list[str] | None) -> Path:
@@ -45,8 +48,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--threads", type=int, help="torch threads (1 is fastest when another job shares the CPU)")
     parser.add_argument("--mixed-precision", choices=("no", "bf16"), default="no",
-                        help="bf16: forward passes under bf16 autocast (0.5-0.6x the step time on a CPU with native bf16)")  # fmt: skip
+                        help="bf16: forward passes under bf16 autocast (faster on a CPU with native bf16: "
+                             "`python -m neurochat.bench precision`)")  # fmt: skip
+    add_verbosity_options(parser)
     args = parser.parse_args(argv)
+    configure_logging(args)
     if args.threads:
         import torch
 
@@ -101,8 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # 4. Train and save
     out = Path(args.out) if args.out else default_output(preset.extractor_dir, args.layout, patch_size, args.subject)
     n_parameters = sum(p.numel() for p in model.parameters())
-    print(f"training {args.layout} r={patch_size} ({n_parameters / 1e6:.2f} M parameters, N={config.n_tokens}) "
-          f"on {len(bank.subjects)} subject(s) → {out}")  # fmt: skip
+    log.info(f"training {args.layout} r={patch_size} ({n_parameters / 1e6:.2f} M parameters, N={config.n_tokens}) "
+             f"on {len(bank.subjects)} subject(s) → {out}")  # fmt: skip
     train_config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                                max_steps=args.max_steps, mixed_precision=args.mixed_precision)  # fmt: skip
     result = train_extractor(bundle, bank, targets, train_config, out, progress=not args.no_progress)

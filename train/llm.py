@@ -24,11 +24,14 @@ instead of copying it. Interrupted runs resume from their last saved epoch (or -
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 from typing import Sequence
 
-from neurochat.cli import run_main
+from neurochat.cli import add_verbosity_options, configure_logging, run_main
 from neurochat.language import TASKS
+
+log = logging.getLogger(__name__)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -56,14 +59,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
                         help="LLM weights (bfloat16 for Llama-3-8B on a GPU)")  # fmt: skip
     parser.add_argument("--mixed-precision", choices=("no", "bf16", "fp16"), default="no",
-                        help="bf16: forward passes under bf16 autocast (0.6-0.8x the step time on a CPU with native bf16); "
+                        help="bf16: forward passes under bf16 autocast (faster on a CPU with native bf16: "
+                             "`python -m neurochat.bench precision`); "
                              "fp16: accelerate's, with a gradient scaler (GPU)")  # fmt: skip
     parser.add_argument("--threads", type=int, help="torch intra-op threads (1 is fastest on a CPU another job shares)")
     parser.add_argument("--seed", type=int, default=0, help="seeds the extension's wordings and the training")
     parser.add_argument("--tiny", action="store_true", help="stage 0: a tiny LM (tests)")
     parser.add_argument("--out", help="output folder")
     parser.add_argument("--no-progress", action="store_true")
+    add_verbosity_options(parser)
     args = parser.parse_args(argv)
+    configure_logging(args)
 
     # heavy imports after argument parsing, so --help is instant
     import torch
@@ -122,8 +128,8 @@ def _stage0(args, preset, config, train, test, data_facts, accelerator) -> int:
         tokenizer.save_pretrained(tokenizer_dir)
     lm = build_llm(tokenizer, llm_config, seed=config.seed)
     n_parameters = sum(p.numel() for p in lm.parameters())
-    print(f"stage 0: Llama {llm_config.layers} layers x {llm_config.hidden}, vocabulary {len(tokenizer)}, "
-          f"{n_parameters / 1e6:.2f} M parameters → {out}")  # fmt: skip
+    log.info(f"stage 0: Llama {llm_config.layers} layers x {llm_config.hidden}, vocabulary {len(tokenizer)}, "
+             f"{n_parameters / 1e6:.2f} M parameters → {out}")  # fmt: skip
     facts = {"data": data_facts, "demo_llm": asdict(llm_config)}
     result = train_language_model(lm, tokenizer, train, test, config, out, accelerator=accelerator,
                                   progress=not args.no_progress, facts=facts)  # fmt: skip
@@ -173,8 +179,8 @@ def _stage12(args, preset, config, dataset, train, test, data_facts, accelerator
         if model.has_adapter:
             raise ConfigError(f"{init} holds LoRA adapters; stage 2 starts from a stage-1 folder (projector only)")
         if model.config.extractor.get("sha256_16") not in (None, facts["sha256_16"]):
-            print(f"warning: {init} was trained on the fMRI tokens of {model.config.extractor.get('folder')}; "
-                  f"stage 2 reads {extractor_dir}, whose weights differ")  # fmt: skip
+            log.warning(f"{init} was trained on the fMRI tokens of {model.config.extractor.get('folder')}; "
+                        f"stage 2 reads {extractor_dir}, whose weights differ")  # fmt: skip
         model.config = replace(model.config, extractor=facts)
         previous = dict(model.config.training)
     model.check_fmri(torch.zeros(1, 1 + bundle.config.n_tokens, bundle.config.hidden))  # extractor ↔ BrainLLM

@@ -16,6 +16,7 @@ CLIP and VAE are independent, so they can train side by side, one process each:
 from __future__ import annotations
 
 import argparse
+import logging
 import dataclasses
 import shlex
 import sys
@@ -24,8 +25,10 @@ from typing import Sequence
 
 import torch
 
-from neurochat.cli import run_main, write_json
+from neurochat.cli import add_verbosity_options, configure_logging, run_main, write_json
 from neurochat.paths import CHECKPOINTS
+
+log = logging.getLogger(__name__)
 
 MANIFEST = "vision_manifest.json"
 
@@ -51,13 +54,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", type=_positive_int, default=None,
                         help="torch intra-op threads (default: torch's choice, one per core); use fewer when sharing the machine")
     parser.add_argument("--vae-mixed-precision", choices=("no", "bf16"), default=vae_defaults.mixed_precision,
-                        help="bf16: the VAE's forward passes under bf16 autocast (0.65-0.7x the step time on a CPU with native "
-                             "bf16; CLIP always trains in float32)")  # fmt: skip
+                        help="bf16: the VAE's forward passes under bf16 autocast (faster on a CPU with native bf16: "
+                             "`python -m neurochat.bench precision`; CLIP always trains in float32)")  # fmt: skip
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (logs, CI)")
+    add_verbosity_options(parser)
     parser.add_argument("--part", choices=("clip", "vae", "finish"),
                         help="train only CLIP or only the VAE, or (once both are trained) measure them and write the manifest; "
                              "default: all three in this process")  # fmt: skip
     args = parser.parse_args(argv)
+    configure_logging(args)
     if args.threads:
         torch.set_num_threads(args.threads)
 

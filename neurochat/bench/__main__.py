@@ -12,7 +12,7 @@ import argparse
 import importlib
 from typing import Sequence
 
-from neurochat.cli import run_main
+from neurochat.cli import add_verbosity_options, configure_logging, run_main
 
 # name → module under neurochat.bench
 BENCHMARKS = {
@@ -29,6 +29,7 @@ BENCHMARKS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m neurochat.bench", description=__doc__.splitlines()[0])
+    add_verbosity_options(parser)
     subparsers = parser.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
     for name, module_name in BENCHMARKS.items():
         module = importlib.import_module(module_name)
@@ -38,6 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         module.add_arguments(subparser)
         subparser.set_defaults(run=module.run)
     args = parser.parse_args(argv)
+    configure_logging(args)
     return args.run(args)
 
 

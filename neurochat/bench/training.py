@@ -20,6 +20,7 @@ frozen (stage 1: only f_t trains) or whole (stage 2). `--threads 1` is how `trai
 
 from __future__ import annotations
 
+import logging
 import argparse
 import copy
 import statistics
@@ -27,6 +28,8 @@ import time
 import types
 
 from neurochat.cli import write_json
+
+log = logging.getLogger(__name__)
 
 EXTRACTORS = (("vit3d", 7), ("vit3d", 6), ("vit3d", 5), ("flattened", 7))
 
@@ -67,7 +70,7 @@ def whole_last_layer_forward(model, tokens):
     return ExtractorOutput(clip=model.clip_head(cls), vae=vae, penultimate=penultimate)
 
 
-def extractor_pairs(root, preset, steps: int, log=print) -> list[dict]:
+def extractor_pairs(root, preset, steps: int) -> list[dict]:
     import torch
 
     from neurochat.data import MixUpTrainingSet, TrialBank, build_preprocessor
@@ -110,11 +113,11 @@ def extractor_pairs(root, preset, steps: int, log=print) -> list[dict]:
         plain_s, trained_s = alternate(stepper(plain), stepper(trained), batches, steps)
         name = f"extractor {layout} r = {patch_size} (N = {config.n_tokens})"
         rows.append({"name": name, "plain_s": plain_s, "trained_s": trained_s, "ratio": plain_s / trained_s})
-        log(f"{name}: whole last layer {plain_s:.3f} s/step, CLS row only {trained_s:.3f} s/step, {plain_s / trained_s:.2f}x")
+        log.info(f"{name}: whole last layer {plain_s:.3f} s/step, CLS row only {trained_s:.3f} s/step, {plain_s / trained_s:.2f}x")
     return rows
 
 
-def llm_pairs(root, preset, steps: int, log=print) -> list[dict]:
+def llm_pairs(root, preset, steps: int) -> list[dict]:
     import torch
 
     from neurochat.data import TrialBank
@@ -165,7 +168,7 @@ def llm_pairs(root, preset, steps: int, log=print) -> list[dict]:
         plain_s, trained_s = alternate(stepper(plain, every_position), stepper(trained, answers_only), batches, steps)
         name = f"fMRI-LLM stage {stage} (answer tokens {answer_share:.0%} of positions)"
         rows.append({"name": name, "plain_s": plain_s, "trained_s": trained_s, "ratio": plain_s / trained_s})
-        log(f"{name}: logits everywhere {plain_s:.3f} s/step, at answers only {trained_s:.3f} s/step, {plain_s / trained_s:.2f}x")
+        log.info(f"{name}: logits everywhere {plain_s:.3f} s/step, at answers only {trained_s:.3f} s/step, {plain_s / trained_s:.2f}x")
     return rows
 
 

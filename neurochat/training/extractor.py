@@ -12,6 +12,7 @@ The finished model is saved as a self-describing checkpoint (`save_extractor`).
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -27,6 +28,8 @@ from neurochat.models.extractor import ExtractorBundle, alignment_loss, save_ext
 from neurochat.targets import ImageTargets
 from neurochat.training.precision import autocast, check_mixed_precision
 from neurochat.training.schedule import warmup_cosine
+
+log = logging.getLogger(__name__)
 
 STATE_DIR = "training_state"
 
@@ -59,7 +62,6 @@ def train_extractor(
     *,
     accelerator: Accelerator | None = None,
     progress: bool = True,
-    log=print,
 ) -> dict:
     """Train `bundle.model` on the bank's training trials; save it to `out_dir`; return the history."""
     out_dir = Path(out_dir)
@@ -97,7 +99,7 @@ def train_extractor(
         saved = json.loads((state_dir / "progress.json").read_text())
         accelerator.load_state(str(state_dir))
         start_epoch, step, history = saved["epoch"] + 1, saved["step"], saved["history"]
-        log(f"resuming from {state_dir}: epoch {start_epoch + 1} of {config.epochs}, step {step}")
+        log.info("resuming from %s: epoch %d of %d, step %d", state_dir, start_epoch + 1, config.epochs, step)
 
     # 4. Epochs
     started = time.perf_counter()

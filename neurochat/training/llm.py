@@ -18,6 +18,7 @@ RNG states go to OUT/training_state/; running again with the same OUT continues 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import shutil
 import time
@@ -37,6 +38,8 @@ from neurochat.training.schedule import warmup_cosine
 from neurochat.language import BRIEF_INSTRUCTIONS, IMAGE_TOKEN, TASKS
 from neurochat.models.brainllm import BrainLLM
 from neurochat.models.conversation import IGNORE_INDEX, conversation_messages
+
+log = logging.getLogger(__name__)
 
 STATE_DIR = "training_state"
 PROTOCOLS = ("averaged", "single")
@@ -309,7 +312,6 @@ def run_training(
     *,
     accelerator: Accelerator,
     progress: bool = True,
-    log=print,
 ) -> dict:
     """AdamW over the parameters that require grad, warm-up + cosine, epochs with state saves.
     Returns {"steps", "history", "seconds", "trainable_parameters"}."""
@@ -341,7 +343,7 @@ def run_training(
                               "or delete that folder to start over")  # fmt: skip
         accelerator.load_state(str(state_dir / "checkpoint"))
         start_epoch, step, skip, history = saved["epoch"], saved["step"], saved["batches_done"], saved["history"]
-        log(f"resuming from {state_dir}: epoch {start_epoch + 1} of {config.epochs}, step {step}")
+        log.info("resuming from %s: epoch %d of %d, step %d", state_dir, start_epoch + 1, config.epochs, step)
 
     def save_state(epoch: int, batches_done: int) -> None:
         accelerator.save_state(str(state_dir / "checkpoint"))
@@ -402,7 +404,7 @@ def finish(out_dir: Path, accelerator: Accelerator) -> None:
 
 
 def train_language_model(lm, tokenizer, train_samples, test_samples, config: LLMTrainConfig, out_dir, *,
-                         accelerator: Accelerator | None = None, progress: bool = True, log=print,
+                         accelerator: Accelerator | None = None, progress: bool = True,
                          facts: dict | None = None) -> dict:  # fmt: skip
     """Causal-LM pretraining on packed chat-formatted extension text; saves the LM folder to `out_dir`
     with the training facts (plus `facts`) in neurochat_training.json."""
@@ -412,14 +414,14 @@ def train_language_model(lm, tokenizer, train_samples, test_samples, config: LLM
     blocks = pack_blocks(tokenizer, pretraining_texts(tokenizer, train_samples), block)
     val_blocks = pack_blocks(tokenizer, pretraining_texts(tokenizer, test_samples), block, allow_short=True)
     val_blocks = val_blocks[: config.eval_samples]
-    log(f"stage 0: {len(blocks)} blocks of {block} tokens ({blocks.numel():,} tokens) from {len(train_samples)} samples")
+    log.info(f"stage 0: {len(blocks)} blocks of {block} tokens ({blocks.numel():,} tokens) from {len(train_samples)} samples")
 
     def loss_fn(model, batch):
         return model(input_ids=batch, labels=batch).loss
 
     lm.requires_grad_(True)
     result = run_training(lm, blocks, torch.stack, loss_fn, config, out_dir, accelerator=accelerator,
-                          progress=progress, log=log)  # fmt: skip
+                          progress=progress)  # fmt: skip
     lm = accelerator.unwrap_model(lm)
     result["val_loss"] = _mean_loss(lambda b: loss_fn(lm, b), [val_blocks[i : i + config.batch_size]
                                                                for i in range(0, len(val_blocks), config.batch_size)])  # fmt: skip
@@ -450,7 +452,7 @@ def prepare_stage(model: BrainLLM, config: LLMTrainConfig) -> BrainLLM:
 
 
 def train_brainllm(model: BrainLLM, train_samples, test_samples, features: FMRIFeatures, config: LLMTrainConfig,
-                   out_dir, *, accelerator: Accelerator | None = None, progress: bool = True, log=print) -> dict:  # fmt: skip
+                   out_dir, *, accelerator: Accelerator | None = None, progress: bool = True) -> dict:  # fmt: skip
     """Stage 1 or 2 on extension samples whose fMRI tokens are in `features`. Returns the training
     facts (the caller saves the model; see `train/llm.py`)."""
     out_dir = Path(out_dir)
@@ -465,10 +467,10 @@ def train_brainllm(model: BrainLLM, train_samples, test_samples, features: FMRIF
     def loss_fn(m, batch):
         return m(batch["input_ids"], batch["attention_mask"], batch["fmri"], labels=batch["labels"]).loss
 
-    log(f"stage {config.stage}{' (LoRA)' if config.lora else ''}: {len(train_set)} training samples "
+    log.info(f"stage {config.stage}{' (LoRA)' if config.lora else ''}: {len(train_set)} training samples "
         f"({', '.join(config.tasks)}), {sum(p.numel() for p in model.parameters() if p.requires_grad):,} trainable parameters")  # fmt: skip
     result = run_training(model, train_set, collate, loss_fn, config, out_dir, accelerator=accelerator,
-                          progress=progress, log=log)  # fmt: skip
+                          progress=progress)  # fmt: skip
     device = model.device
     val_batches = [collate([val_set[j] for j in range(i, min(i + config.batch_size, len(val_set)))])
                    for i in range(0, len(val_set), config.batch_size)]  # fmt: skip

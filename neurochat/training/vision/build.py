@@ -4,6 +4,7 @@ together and described in a manifest."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import time
@@ -22,6 +23,8 @@ from neurochat.training.vision.folders import CLIP_FOLDER, UNCLIP_FOLDER, UNCLIP
 from neurochat.training.vision.quality import vision_quality
 from neurochat.training.vision.vae import VaeConfig, build_vae, latent_scaling_factor, train_vae
 
+log = logging.getLogger(__name__)
+
 VISION_PARTS = ("clip", "vae")  # independent trainings: `train.vision --part` runs each in its own process
 PART_RECORDS = "vision_parts"  # OUT/vision_parts/PART.json: what a part's training did, for the manifest
 
@@ -35,7 +38,6 @@ def train_vision_part(
     seed: int = 0,
     pool_size: int = 20_000,
     progress: bool = True,
-    log=print,
 ) -> dict:
     """Train the demo CLIP or VAE on pool pictures `POOL_FIRST_ID .. + pool_size`, save its folders
     under `out` and its record to `out/vision_parts/PART.json`; return the record.
@@ -50,7 +52,7 @@ def train_vision_part(
     accelerator = Accelerator()
     started = time.perf_counter()
     config = clip_config if part == "clip" else vae_config
-    log(f"{part}: rendering {pool_size} training pool pictures (seed {seed}) ...")
+    log.info(f"{part}: rendering {pool_size} training pool pictures (seed {seed}) ...")
     train_pool = PoolPictures.render(seed, pool_size, config.image_size)
     record = {"config": asdict(config), "render_seconds": round(time.perf_counter() - started, 1)}
 
@@ -60,20 +62,20 @@ def train_vision_part(
         mean, std = image_normalisation(train_pool.images)
         preprocessing = ClipPreprocessing(clip_config.image_size, clip_config.image_size, clip_config.image_size, mean, std)
         clip = build_clip(clip_config, tokenizer)
-        log(f"CLIP: {count_parameters(clip):,} parameters, vocabulary {len(tokenizer)}, {clip_config.steps} steps")
+        log.info(f"CLIP: {count_parameters(clip):,} parameters, vocabulary {len(tokenizer)}, {clip_config.steps} steps")
         run = train_clip(clip, tokenizer, train_pool, preprocessing, clip_config, seed=seed, accelerator=accelerator, progress=progress)
         clip = clip.cpu()  # trained in place; prepare() only wrapped it
         record.update(parameters=count_parameters(clip), vocabulary=len(tokenizer), image_mean=list(mean), image_std=list(std))
-        log(f"CLIP: {run.steps} steps in {run.wall_seconds:.0f} s, final loss {run.final_loss:.3f}")
+        log.info(f"CLIP: {run.steps} steps in {run.wall_seconds:.0f} s, final loss {run.final_loss:.3f}")
     else:
         vae = build_vae(vae_config)
-        log(f"VAE: {count_parameters(vae):,} parameters, {vae_config.steps} steps")
+        log.info(f"VAE: {count_parameters(vae):,} parameters, {vae_config.steps} steps")
         run = train_vae(vae, train_pool, vae_config, seed=seed, accelerator=accelerator, progress=progress)
         vae = vae.cpu().eval()
         scaling_factor = latent_scaling_factor(vae, train_pool.images[: vae_config.scaling_samples])
         vae.register_to_config(scaling_factor=scaling_factor)
         record.update(parameters=count_parameters(vae), scaling_factor=scaling_factor)
-        log(f"VAE: {run.steps} steps in {run.wall_seconds:.0f} s, final loss {run.final_loss:.4f}, scaling factor {scaling_factor:.4f}")
+        log.info(f"VAE: {run.steps} steps in {run.wall_seconds:.0f} s, final loss {run.final_loss:.4f}, scaling factor {scaling_factor:.4f}")
     record.update(steps=run.steps, wall_seconds=round(run.wall_seconds, 1), final_loss=round(run.final_loss, 5 if part == "vae" else 4))
     # how the part ran: wall times mean little if other work shared the cores
     record["run"] = {"seconds": round(time.perf_counter() - started, 1), "torch_threads": torch.get_num_threads(),
@@ -91,7 +93,7 @@ def train_vision_part(
 
 
 def finish_demo_vision(out: str | Path, *, seed: int = 0, pool_size: int = 20_000, eval_size: int = 1000,
-                       retrieval_size: int = 200, command: str = "", log=print) -> dict:  # fmt: skip
+                       retrieval_size: int = 200, command: str = "") -> dict:  # fmt: skip
     """Once both parts are trained: reload them through `VisionEncoders` (the path every other part
     of NeuroChat uses), measure them on the `eval_size` held-out pool pictures right after the
     training pool, and return the manifest."""
@@ -116,7 +118,7 @@ def finish_demo_vision(out: str | Path, *, seed: int = 0, pool_size: int = 20_00
     clip_dir, unclip_dir = out / CLIP_FOLDER, out / UNCLIP_FOLDER
     encoders = VisionEncoders(clip_dir, unclip_dir, image_size=image_size)
     quality = vision_quality(encoders, eval_pool, retrieval_size)
-    log("quality: " + ", ".join(f"{k} {v:.3f}" for k, v in quality.items() if isinstance(v, float)))
+    log.info("quality: " + ", ".join(f"{k} {v:.3f}" for k, v in quality.items() if isinstance(v, float)))
 
     folders = [clip_dir] + [unclip_dir / name for name in UNCLIP_VISION_SUBFOLDERS]
     files = file_records(out, folders)
