@@ -12,7 +12,7 @@ embedding t of the concept, and both averaged over an ensemble of three extracto
   is the forward-model reading of a decoder (Haufe et al. 2014, NeuroImage 87:96): a decoder's
   gradients say which voxels it *reads*, which includes voxels it uses to cancel noise, not where the
   concept *lives*. On SimNSD, whose answer key says where each concept lives, this is the method
-  that finds it (README, "Localization"); the map belongs to the subject, so every trial of a
+  that finds it (reports/REPORT.md; docs/results_notes.md); the map belongs to the subject, so every trial of a
   subject shows the same map for a concept.
 - **gradcam** (the paper's method; used for an uploaded volume of an unknown subject, which has no
   recordings to fit on): GradCAM (Selvaraju et al.) over the penultimate layer's patch tokens of
@@ -126,7 +126,7 @@ def gradcam_patches(bundle: ExtractorBundle, patch_tokens: torch.Tensor, text_em
 
 
 METHODS = ("auto", "encoding", "gradcam")
-DEFAULT_RIDGE = 0.5  # ridge relative to the regressors' unit variance; 0.3–1.0 scored alike (README)
+DEFAULT_RIDGE = 0.5  # ridge relative to the regressors' unit variance; 0.3–1.0 scored alike (docs/results_notes.md)
 DEFAULT_REFERENCE_TRIALS = 3000  # at most this many of a subject's training trials fit its encoding map
 
 

@@ -4,7 +4,7 @@ of 2026-11-29, with the extractor and LLM shortcuts and CLIP and VAE side by sid
 order among equals (the rule before `start_order`) and with `start_order`; for the recipe now (the
 main r = 7 extractor and its flattened twin 30 epochs, the other extractors 8, CLIP 1,500 / VAE 1,800
 steps, the decoder stopped at step 738 of its 1,500, LM stage 0 4 epochs), the one rebuilt on 2026-12-02
-with every extractor at 8 epochs (its LLM fell beyond noise, README), the shorter one tried on 2026-12-01
+with every extractor at 8 epochs (its LLM fell beyond noise, docs/demo_bundle.md), the shorter one tried on 2026-12-01
 and dropped (r = 6 / 5 5 epochs, CLIP 1,200 / VAE 1,300 steps, the decoder a fixed 600 steps, LM stage 0
 3 epochs: it cost reconstruction quality) and the one the committed bundle was trained with (every r = 7
 extractor 30 epochs, r = 5 / 6 10 epochs); then the measured rebuilds ("2026-12-02's second machine": the float32 recipe now,
