@@ -52,7 +52,33 @@ def dataset_root(preset: str, nsd_root: str | Path | None) -> Path:
     from neurochat.errors import ConfigError
 
     if nsd_root:
+        check_simnsd_version(nsd_root)
         return Path(nsd_root)
     if preset == "demo":
         return ensure_simnsd("demo")
     raise ConfigError(f"the {preset} preset works on real NSD: pass --nsd-root DIR (the folder holding nsddata/)")
+
+
+def simnsd_version(root: str | Path) -> int | None:
+    """The SimNSD version that wrote the tree at `root` (None: not a SimNSD tree, e.g. real NSD)."""
+    meta = Path(root) / "simnsd" / "simnsd.json"
+    return int(json.loads(meta.read_text()).get("simnsd_version", 1)) if meta.exists() else None
+
+
+def check_simnsd_version(root: str | Path, trained_on: int | None = None) -> None:
+    """Refuse a SimNSD tree written by another version of the simulator than this code (or than the
+    models in use were trained on, `trained_on`): its brains respond by other rules."""
+    from neurochat.errors import DataError
+    from neurochat.sim.generate import SIMNSD_VERSION
+
+    found = simnsd_version(root)
+    if found is None:
+        return
+    wanted = SIMNSD_VERSION if trained_on is None else trained_on
+    if found != wanted:
+        size = json.loads((Path(root) / "simnsd" / "simnsd.json").read_text()).get("size", "demo")
+        raise DataError(f"the SimNSD tree at {root} was written by SimNSD version {found}, but "
+                        + (f"these models were trained on version {wanted}" if trained_on is not None
+                           else f"this NeuroChat simulates version {wanted}")
+                        + f": regenerate it with `python -m neurochat.sim --out {root} --size {size} --seed 0`"
+                        + ("" if trained_on is None else ", or rebuild the models with `python -m train.demo_bundle`"))  # fmt: skip

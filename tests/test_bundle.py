@@ -51,7 +51,9 @@ def test_micro_chain_trains_every_stage_and_checks_the_explorer(micro_bundle):
     assert evaluation["localization"]["ablation"]["n"] == 1
     # the reconstructions are scored under several diffusion seeds, and their spread is kept for `--compare`
     assert evaluation["sizes"]["seeds"] == 2
-    assert set(evaluation["decoder"]["no_llm"]["averaged"]["seed_sd"]) == {"pixcorr", "ssim", "clip_2way"}
+    assert set(evaluation["decoder"]["no_llm"]["averaged"]["seed_sd"]) == {"pixcorr", "ssim", "clip_2way", "object_hit"}
+    # and the decoder alone, from the true CLIP embeddings: can it draw the objects at all?
+    assert set(evaluation["decoder_oracle"]["oracle"]) == {"object_hit", "clip_2way"}
     # and the localization means keep their spread over the cases, for the same purpose
     assert set(evaluation["localization"]["auc"]["case_sd"]) == {"ensemble"}
     assert set(evaluation["localization"]["ablation"]["case_sd"]) == {"removed_below_others", "drop_removed", "drop_others"}
@@ -265,23 +267,45 @@ def test_a_failing_stage_process_stops_the_parallel_run_and_names_its_log(tmp_pa
     assert not (out / "logs" / "llm1.log").exists()  # what waits on a failed stage never starts
 
 
-def test_the_decoder_stops_at_a_step_of_a_longer_schedule(micro_bundle, tmp_path):
-    """The demo recipe stops the decoder at a step, not a time, so a rebuild trains the committed decoder."""
+def test_a_cut_off_decoder_run_resumes_where_it_stopped(micro_bundle, tmp_path):
+    """The decoder trains for hours on a CPU: a run stopped by its time budget (or killed) continues
+    from its last saved state when the same command runs again, and ends where one uninterrupted run ends."""
     import shutil
 
     import pytest
+    from safetensors.torch import load_file
 
+    from neurochat.errors import ConfigError
     from train.unclip import main as unclip_main
 
-    unclip = tmp_path / "unclip"
-    shutil.copytree(micro_bundle / "unclip", unclip)
-    argv = ["--out", str(unclip), "--clip", str(micro_bundle / "clip"), "--tiny", "--pool-size", "16", "--batch-size", "4",
-            "--no-progress", "--threads", "1", "--steps", "6"]  # fmt: skip
-    assert unclip_main([*argv, "--stop-at-step", "3"]) == 0
-    record = json.loads((unclip / "decoder_training.json").read_text())
-    assert (record["steps"], record["train"]["steps"], record["train"]["stop_at_step"]) == (3, 6, 3)
-    with pytest.raises(SystemExit):  # argparse names the option and its range
-        unclip_main([*argv, "--stop-at-step", "7"])
+    argv = ["--clip", str(micro_bundle / "clip"), "--tiny", "--pool-size", "16", "--batch-size", "4",
+            "--no-progress", "--threads", "1", "--steps", "4", "--checkpoint-every", "1"]  # fmt: skip
+    folders = {}
+    for name in ("whole", "cut"):
+        folders[name] = tmp_path / name
+        shutil.copytree(micro_bundle / "unclip", folders[name])
+        shutil.rmtree(folders[name] / "unet")
+    assert unclip_main([*argv, "--out", str(folders["whole"])]) == 0
+    assert unclip_main([*argv, "--out", str(folders["cut"]), "--max-seconds", "0"]) == 0  # stops after one step
+    record = json.loads((folders["cut"] / "decoder_training.json").read_text())
+    assert (record["steps"], record["finished"]) == (1, False)
+    assert (folders["cut"] / "unet").is_dir()  # the partial decoder is usable while training goes on
+    assert unclip_main([*argv, "--out", str(folders["cut"])]) == 0
+    record = json.loads((folders["cut"] / "decoder_training.json").read_text())
+    assert (record["steps"], record["finished"]) == (4, True)
+    assert not (folders["cut"] / "training_state").exists()  # a finished run leaves only the pipeline
+    weights = [load_file(str(folders[n] / "unet" / "diffusion_pytorch_model.safetensors")) for n in ("whole", "cut")]
+    assert all(torch_equal(weights[0][k], weights[1][k]) for k in weights[0])
+    # a saved state of another recipe is not silently mixed in
+    assert unclip_main([*argv, "--out", str(folders["whole"]), "--max-seconds", "0"]) == 0
+    with pytest.raises(ConfigError, match="another recipe"):
+        unclip_main([*argv, "--out", str(folders["whole"]), "--lr", "1e-3"])
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return bool(torch.equal(a, b))
 
 
 def test_one_command_writes_the_whole_report_with_captions_and_reconstructions_sized_apart(micro_bundle, sim_root, tmp_path,

@@ -85,11 +85,9 @@ def stage_commands(size: str, out: Path, data: Path, threads: int | None = None,
                                                  "--out", str(out / "extractor" / "subject_specific_r7" / subject)]  # fmt: skip
     vision = ["--out", str(out), "--no-progress", *thread_option] + (["--clip-steps", "3", "--vae-steps", "3", "--pool-size", "128", "--eval-size", "64",
                                                        "--clip-batch-size", "16", "--vae-batch-size", "8"] if micro else [])
-    # The committed decoder is step 738 of a 1,500-step cosine (where a 2,700 s budget stopped it on
-    # 2026-11-25). A rebuild stops at that step, not after that time, so that it trains the same decoder
-    # on any machine: on 2026-12-01's the budget ended near step 490, and cosines sized to 600 or 750
-    # steps lost 3–5 points of CLIP two-way (README, "How long a rebuild takes").
-    decoder_recipe = ["--tiny", "--steps", "2", "--pool-size", "64", "--batch-size", "8"] if micro else ["--steps", "1500", "--stop-at-step", "738"]
+    # The decoder's schedule is a step count, not a time, so a rebuild trains the same decoder on any
+    # machine; it is the longest stage and resumes from its saved state when the command runs again.
+    decoder_recipe = ["--tiny", "--steps", "2", "--pool-size", "64", "--batch-size", "8"] if micro else []
     decoder = ["--out", str(out / "unclip"), "--clip", str(out / "clip"), "--no-progress", *thread_option, *decoder_recipe]
     llm_quick = ["--max-steps", "2"] if micro else []
     llm = ["--preset", "demo", *weights, *nsd, "--no-progress", *thread_option, *bf16]
@@ -294,9 +292,9 @@ def check_bundle(out: Path, data: Path) -> dict:
 # The reconstructions are drawn with 3 diffusion seeds and averaged: with one seed the committed bundle's
 # CLIP two-way read 88.3–94.2% on the same 40 recordings (5 seeds; notebooks/experiments/recon_noise).
 EVALUATION_SIZES = {"demo": {"per_subject": 10, "llm_per_subject": None, "max_recordings": 40, "ablation_cases": 40, "steps": 20,
-                             "seeds": 3},
+                             "seeds": 3, "oracle_pictures": 100},
                     "micro": {"per_subject": 2, "llm_per_subject": 2, "max_recordings": 2, "ablation_cases": 1, "steps": 2,
-                              "seeds": 2}}  # fmt: skip
+                              "seeds": 2, "oracle_pictures": 2}}  # fmt: skip
 
 
 def evaluate_bundle(out: Path, data: Path, size: str, log=print) -> dict:
@@ -305,12 +303,14 @@ def evaluate_bundle(out: Path, data: Path, size: str, log=print) -> dict:
     {"extractor": {model: {protocol: {clip_2way, clip_top1, vae_corr}}},
      "llm": {"brief": {bleu1, bleu4, cider, concept_recall}, "localization_parse_rate", "reconstruction_prompt_hit_rate",
              "reconstruction_prompt_hit_rate_plain"},
-     "decoder": {run: {protocol: {pixcorr, ssim, clip_2way}}},
+     "decoder": {run: {protocol: {pixcorr, ssim, clip_2way, object_hit}}},
+     "decoder_oracle": {"oracle": {object_hit, clip_2way}, ...} (the decoder from true CLIP embeddings),
      "localization": {"auc": {ensemble, single, random, gradcam}, "ablation": {...}},
      "sizes": how much of the test set was scored}
     """
     from neurochat.evaluate import answer_key_localizer, load_main_models
     from neurochat.evaluate.caption import evaluate_captions
+    from neurochat.evaluate.decoder import evaluate_decoder
     from neurochat.evaluate.extractor import evaluate_extractors, extractor_folders
     from neurochat.evaluate.localize import evaluate_ablation, evaluate_localization
     from neurochat.evaluate.recon import evaluate_reconstruction
@@ -342,6 +342,8 @@ def evaluate_bundle(out: Path, data: Path, size: str, log=print) -> dict:
     recon = evaluate_reconstruction(dataset, vision, reconstructor, main, flattened, brainllm, per_subject=sizes["per_subject"],
                                     seeds=range(sizes["seeds"]), steps=sizes["steps"], log=log)  # fmt: skip
     results["decoder"] = decoder_headline(recon)
+    oracle = evaluate_decoder(dataset, vision, reconstructor, limit=sizes["oracle_pictures"], steps=sizes["steps"])
+    results["decoder_oracle"] = {k: v for k, v in oracle.items() if k != "pictures"}
     key, localizer = answer_key_localizer(preset, dataset, vision)
     results["localization"] = {
         "auc": evaluate_localization(dataset, localizer, key, max_recordings=sizes["max_recordings"], log=log),
@@ -351,7 +353,7 @@ def evaluate_bundle(out: Path, data: Path, size: str, log=print) -> dict:
     return results
 
 
-HEADLINE_IMAGE_METRICS = ("pixcorr", "ssim", "clip_2way")
+HEADLINE_IMAGE_METRICS = ("pixcorr", "ssim", "clip_2way", "object_hit")
 
 
 def decoder_headline(recon: dict) -> dict:
@@ -359,7 +361,7 @@ def decoder_headline(recon: dict) -> dict:
     {run: {protocol: {pixcorr, ssim, clip_2way[, seed_sd: {the same}]}}}."""
 
     def headline(m: dict) -> dict:
-        numbers = {k: m[k] for k in HEADLINE_IMAGE_METRICS}
+        numbers = {k: m[k] for k in HEADLINE_IMAGE_METRICS if k in m}
         if "seed_sd" in m:
             numbers["seed_sd"] = {k: sd for k, sd in m["seed_sd"].items() if k in HEADLINE_IMAGE_METRICS}
         return numbers

@@ -1,6 +1,7 @@
 """`python -m neurochat.evaluate <what> --preset demo [--json PATH]`: the paper's evaluations.
 
     extractor   CLIP identification and VAE correlation, ViT3D vs its baselines (Sec. 3.2, 4.2)
+    decoder     the UnCLIP decoder alone, from the true CLIP embeddings of test pictures (β = 1, no prompt)
     recon       the Table 2 analog; --sweep-beta adds the Fig. 5 plot and the Fig. 6 grid (Sec. 4.3)
     localize    localization AUC against the ground truth, and concept ablation (Sec. 4.4)
     caption     the Table 1 analog: captions, details, reasoning; ViT3D vs w/o ViT3D (Sec. 4.2)
@@ -33,6 +34,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     extractor = commands.add_parser("extractor", help="ViT3D vs. w/o ViT3D vs. w/o C_Subj on the test set")
     _dataset_options(extractor)
     extractor.add_argument("--patch-size", type=int, help="default: the preset's main size")
+    decoder = commands.add_parser("decoder", help="the decoder from true CLIP embeddings (β = 1, no prompt): object_hit, CLIP two-way")
+    _dataset_options(decoder)
+    decoder.add_argument("--limit", type=int, help="test pictures (default: all shared ones)")
+    decoder.add_argument("--seed", type=int, default=0)
+    decoder.add_argument("--steps", type=int, default=20)
+    decoder.add_argument("--guidance", type=float, help="classifier-free guidance (default: the explorer's)")
+    decoder.add_argument("--figure", metavar="PNG", help="write the first 12 stimuli above their oracle pictures here")
     recon = commands.add_parser("recon", help="reconstruction metrics (Table 2), optional β sweep (Fig. 5, 6)")
     _dataset_options(recon)
     recon.add_argument("--per-subject", type=int, help="test images per subject (default: all)")
@@ -101,6 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         folders = extractor_folders(preset.extractor_dir, patch_size, dataset.subjects)
         results = evaluate_extractors(dataset, dataset_targets(dataset, vision), folders)
         print(format_table(results))
+    elif args.what == "decoder":
+        results = _decoder(args, preset, dataset, vision)
     elif args.what == "recon":
         results = _recon(args, preset, dataset, vision)
     elif args.what == "caption":
@@ -170,6 +180,28 @@ def _probe(args, preset, dataset, vision) -> dict:
     print(f"for reference, a ridge per subject from the voxels (λ = {r['ridge']:g}) to the objects: first choice "
           f"{r['objects']['top1']:.1%}, first two {r['objects']['top2']:.1%}; to the CLIP image embedding, then "
           f"zero-shot with CLIP's text embeddings: {r['clip_zero_shot']['top1']:.1%} / {r['clip_zero_shot']['top2']:.1%}")  # fmt: skip
+    return results
+
+
+def _decoder(args, preset, dataset, vision) -> dict:
+    from neurochat.evaluate.decoder import evaluate_decoder
+    from neurochat.models.unclip import load_unclip
+    from neurochat.reconstruct import Reconstructor
+
+    reconstructor = Reconstructor(load_unclip(preset))
+    results = evaluate_decoder(dataset, vision, reconstructor, limit=args.limit, seed=args.seed, steps=args.steps,
+                               guidance=args.guidance)  # fmt: skip
+    pictures = results.pop("pictures")
+    oracle, ceiling = results["oracle"], results["vae_round_trip"]
+    print(f"decoder from the true CLIP embedding (β = 1, no prompt), {results['n']} test pictures: object_hit "
+          f"{oracle['object_hit']:.1%}, CLIP two-way {oracle['clip_2way']:.1%}; stimuli object_hit "
+          f"{results['stimuli']['object_hit']:.1%}; VAE round trip {ceiling['object_hit']:.1%} / {ceiling['clip_2way']:.1%}")  # fmt: skip
+    if args.figure:
+        from neurochat.evaluate.figures import picture_rows
+        from neurochat.evaluate.decoder import test_pictures
+
+        stimuli = dataset.images(test_pictures(dataset, args.limit)[:12])
+        print(f"wrote {picture_rows([stimuli, pictures[:12]], args.figure)}")
     return results
 
 

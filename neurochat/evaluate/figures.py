@@ -79,3 +79,12 @@ def localization_figures(dataset, localizer, reconstructor, key, folder: Path, *
     figure.savefig(brains_path, dpi=100)
     plt.close(figure)
     return {"ablation_grid": str(grid_path), "glass_brains": str(brains_path), "concepts": concepts}
+
+
+def picture_rows(rows: list[np.ndarray], path: str | Path, size: int = 128) -> Path:
+    """Rows of pictures (each uint8 (n, H, W, 3), the same n) as one PNG, every cell resized to `size`."""
+    lines = [np.concatenate([np.asarray(Image.fromarray(p).resize((size, size))) for p in row], axis=1) for row in rows]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.concatenate(lines, axis=0)).save(path)
+    return path

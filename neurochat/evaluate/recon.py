@@ -7,7 +7,9 @@ Rows, on the shared test images, averaged over repetitions and single-trial:
 - flattened ("w/o ViT3D"): the flattened-voxel extractor's ẑ_c and ẑ_v, empty prompt (the LLM
   reads ViT3D tokens, so it cannot prompt for the flattened model; compare with no_llm).
 Metrics: PixCorr and SSIM at the stimulus resolution, CLIP two-way identification with the preset's
-CLIP, and the backbone metrics when their weights are given (otherwise null).
+CLIP, object_hit (CLIP's zero-shot first choice over the object names is one of the picture's true
+objects: the objects must show, a right background is not enough), and the backbone metrics when
+their weights are given (otherwise null).
 
 `sweep_beta` is the Fig. 5 analog (metrics against β, with and without the LLM's prompt) and
 `beta_grid` the Fig. 6 analog (one stimulus across β).
@@ -22,6 +24,7 @@ import numpy as np
 import torch
 
 from neurochat.data import TrialBank, test_set
+from neurochat.evaluate.decoder import object_hit, object_namer, picture_objects
 from neurochat.image_metrics import backbone_metrics, clip_two_way, pixcorr, ssim
 from neurochat.language import RECONSTRUCTION_INSTRUCTION
 from neurochat.sim.concepts import CONCEPT_NAMES
@@ -70,12 +73,16 @@ def reconstruct_all(reconstructor, clip, vae, prompts, beta: float, seed: int, s
     return np.concatenate(pictures)
 
 
-def image_scores(pictures: np.ndarray, stimuli: np.ndarray, subjects: np.ndarray, vision, backbones: str | Path | None) -> dict:
-    """PixCorr, SSIM, CLIP 2-way (within each subject's test set, averaged) and backbone metrics."""
+def image_scores(pictures: np.ndarray, stimuli: np.ndarray, subjects: np.ndarray, vision, backbones: str | Path | None,
+                 objects=None, namer=None) -> dict:  # fmt: skip
+    """PixCorr, SSIM, CLIP 2-way (within each subject's test set, averaged), object_hit (given the
+    pictures' true `objects` and an `ObjectNamer`) and backbone metrics."""
     clip_per_subject = [clip_two_way(pictures[subjects == s], stimuli[subjects == s], vision)
                         for s in np.unique(subjects) if (subjects == s).sum() > 1]  # fmt: skip
     two_way = float(np.mean(clip_per_subject)) if clip_per_subject else None  # None: no subject has two pictures
     scores = {"pixcorr": pixcorr(pictures, stimuli), "ssim": ssim(pictures, stimuli), "clip_2way": two_way}
+    if objects is not None:
+        scores["object_hit"] = object_hit(pictures, objects, namer)
     scores.update(backbone_metrics(pictures, stimuli, backbones))
     return scores
 
@@ -106,6 +113,8 @@ def evaluate_reconstruction(dataset, vision, reconstructor, main_bundle, flatten
         rows = select_rows(ts, per_subject)
         stimuli = dataset.images(ts.nsd_id[rows])
         subjects = ts.subject[rows]
+        objects = picture_objects(dataset, ts.nsd_id[rows])
+        namer = object_namer(vision, objects)
         clip, vae, fmri = predict_features(main_bundle, bank, ts, rows)
         prompts = llm_prompts(brainllm, fmri) if brainllm is not None else None
         runs = {"no_llm": ("", beta, clip, vae)}
@@ -117,7 +126,7 @@ def evaluate_reconstruction(dataset, vision, reconstructor, main_bundle, flatten
             runs["flattened"] = ("", beta, f_clip, f_vae)
         for name, (prompt, run_beta, c, v) in runs.items():
             by_seed = [image_scores(reconstruct_all(reconstructor, c, v, prompt, run_beta, seed, steps), stimuli, subjects,
-                                    vision, backbones) for seed in seeds]  # fmt: skip
+                                    vision, backbones, objects, namer) for seed in seeds]  # fmt: skip
             results[name][protocol] = mean_over_seeds(by_seed)
             log(f"{name:9} {protocol:8} " + " ".join(f"{k}={v:.3f}" for k, v in results[name][protocol].items()
                                                      if isinstance(v, float)))  # fmt: skip
@@ -132,6 +141,8 @@ def sweep_beta(dataset, vision, reconstructor, main_bundle, brainllm, *, betas=F
     rows = select_rows(ts, per_subject)
     stimuli = dataset.images(ts.nsd_id[rows])
     subjects = ts.subject[rows]
+    objects = picture_objects(dataset, ts.nsd_id[rows])
+    namer = object_namer(vision, objects)
     clip, vae, fmri = predict_features(main_bundle, bank, ts, rows)
     prompts = llm_prompts(brainllm, fmri) if brainllm is not None else None
     curves: dict = {"beta": list(betas), "with_llm": {}, "without_llm": {}}
@@ -140,7 +151,7 @@ def sweep_beta(dataset, vision, reconstructor, main_bundle, brainllm, *, betas=F
             continue
         for b in betas:
             pictures = reconstruct_all(reconstructor, clip, vae, prompt, b, seed, steps)
-            for metric, value in image_scores(pictures, stimuli, subjects, vision, None).items():
+            for metric, value in image_scores(pictures, stimuli, subjects, vision, None, objects, namer).items():
                 if value is not None:
                     curves[label].setdefault(metric, []).append(value)
             log(f"β={b:.2f} {label}: " + " ".join(f"{m}={v[-1]:.3f}" for m, v in curves[label].items()))

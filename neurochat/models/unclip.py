@@ -31,14 +31,26 @@ UNCLIP_SUBFOLDERS = ("unet", "vae", "text_encoder", "tokenizer", "image_encoder"
 
 @dataclass(frozen=True)
 class DemoUNetConfig:
-    """The demo decoder's size: ~3 M parameters on 4×16×16 latents (STACK_NOTES: 1–2.5 s/step)."""
+    """The demo decoder's size and denoising parameterisation, on 4×16×16 latents.
 
-    block_out_channels: tuple[int, ...] = (64, 128, 128)
+    Attention only at 8×8 and 4×4: at 16×16 it dominates a training step and adds little to drawing
+    objects that span a few latent cells (`python -m neurochat.bench precision --only unet` times a step).
+    """
+
+    block_out_channels: tuple[int, ...] = (32, 64, 128)
+    cross_attention: tuple[bool, ...] = (False, True, True)  # per resolution, highest first
     layers_per_block: int = 1
     attention_heads: tuple[int, ...] = (4, 8, 8)  # diffusers calls this `attention_head_dim`
     norm_num_groups: int = 32  # GroupNorm groups; must divide every block's channels
+    # the time and image embedding scale and shift each block's normalised features (ADM's AdaGN),
+    # a stronger path for the image embedding than the default additive bias
+    time_scale_shift: str = "scale_shift"
     train_timesteps: int = 1000
     noise_schedule: tuple[float, float] = (0.00085, 0.012)  # Stable Diffusion's scaled-linear betas
+    # v-prediction on a schedule rescaled to zero terminal SNR (Lin et al. 2024): training sees pure
+    # noise at the last timestep, which is where β = 1 starts, so ẑ_c alone must make the picture
+    prediction_type: str = "v_prediction"
+    zero_terminal_snr: bool = True
 
 
 def build_demo_unet(config: DemoUNetConfig, latent_shape: tuple[int, int, int], text_hidden: int, clip_dim: int):
@@ -46,18 +58,22 @@ def build_demo_unet(config: DemoUNetConfig, latent_shape: tuple[int, int, int], 
     from diffusers import UNet2DConditionModel
 
     channels, size, _ = latent_shape
-    n_blocks = len(config.block_out_channels)
+    if len(config.cross_attention) != len(config.block_out_channels):
+        raise ConfigError(f"cross_attention {config.cross_attention} needs one flag per block {config.block_out_channels}")
+    down = tuple("CrossAttnDownBlock2D" if attend else "DownBlock2D" for attend in config.cross_attention)
+    up = tuple("CrossAttnUpBlock2D" if attend else "UpBlock2D" for attend in reversed(config.cross_attention))
     return UNet2DConditionModel(
         sample_size=size,
         in_channels=channels,
         out_channels=channels,
-        down_block_types=("CrossAttnDownBlock2D",) * (n_blocks - 1) + ("DownBlock2D",),
-        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (n_blocks - 1),
+        down_block_types=down,
+        up_block_types=up,
         block_out_channels=config.block_out_channels,
         layers_per_block=config.layers_per_block,
         attention_head_dim=config.attention_heads,
         norm_num_groups=config.norm_num_groups,
         cross_attention_dim=text_hidden,
+        resnet_time_scale_shift=config.time_scale_shift,
         # unCLIP: the image embedding enters like a class label, concatenated with the embedding of
         # its noise level (StableUnCLIPImg2ImgPipeline.noise_image_embeddings)
         class_embed_type="projection",
@@ -102,8 +118,11 @@ def build_demo_schedulers(config: DemoUNetConfig):
 
     beta_start, beta_end = config.noise_schedule
     scheduler = DDIMScheduler(num_train_timesteps=config.train_timesteps, beta_schedule="scaled_linear",
-                              beta_start=beta_start, beta_end=beta_end, prediction_type="epsilon",
-                              clip_sample=False, set_alpha_to_one=False, steps_offset=1)  # fmt: skip
+                              beta_start=beta_start, beta_end=beta_end, prediction_type=config.prediction_type,
+                              rescale_betas_zero_snr=config.zero_terminal_snr,
+                              # "trailing" puts the first sampling step at the last timestep (pure noise)
+                              timestep_spacing="trailing" if config.zero_terminal_snr else "leading",
+                              clip_sample=False, set_alpha_to_one=False, steps_offset=0 if config.zero_terminal_snr else 1)  # fmt: skip
     noising = DDPMScheduler(num_train_timesteps=config.train_timesteps, beta_schedule="squaredcos_cap_v2")
     return scheduler, noising
 

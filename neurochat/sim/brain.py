@@ -203,6 +203,7 @@ class SimulatedSubject:
     prf_center: np.ndarray  # (V_evc, 2) visual-field position, x right, y up, image half-width = 1
     prf_size: np.ndarray  # (V_evc,)
     prf_weights: np.ndarray  # (V_evc, 4) weights of contrast, luminance, red-green, blue-yellow
+    object_prf_center: np.ndarray  # (V, 2) preferred visual-field position of each voxel's object responses
 
     @classmethod
     def build(cls, config: SimConfig, seed: int, subject: str, blobs: ConceptBlobs) -> "SimulatedSubject":
@@ -241,6 +242,11 @@ class SimulatedSubject:
             ],
             axis=1,
         ).astype(np.float32)
+        # a draw of its own, so that the rest of the subject does not depend on it
+        position_rng = np.random.default_rng([seed, 7004, SUBJECTS.index(subject)])
+        contralateral = np.where(visual_xyz[:, 0] < 0, 1.0, -1.0)  # the left hemisphere sees the right field
+        object_prf_center = np.stack([contralateral * position_rng.uniform(0.1, 0.7, len(visual_xyz)),
+                                      position_rng.normal(0.0, 0.35, len(visual_xyz))], axis=1)  # fmt: skip
         return cls(
             name=subject,
             shape=shape,
@@ -254,7 +260,15 @@ class SimulatedSubject:
             prf_center=prf_center.astype(np.float32),
             prf_size=prf_size.astype(np.float32),
             prf_weights=prf_weights,
+            object_prf_center=object_prf_center.astype(np.float32),
         )
+
+    def _position_weights(self, obj, config: SimConfig) -> np.ndarray:
+        """(V,) how strongly each voxel responds to the object where it is: 1 − t + 2t·pRF overlap (mean ≈ 1)."""
+        positions = _object_field_positions(obj)  # (k, 2)
+        d2 = ((self.object_prf_center[:, None, :] - positions[None]) ** 2).sum(-1)  # (V, k)
+        overlap = np.exp(-d2 / (2 * config.position_prf_size**2)).mean(axis=1)
+        return (1 - config.position_tuning) + 2 * config.position_tuning * overlap
 
     def responses(self, config: SimConfig, features: np.ndarray, scenes: list[Scene]) -> np.ndarray:
         """Noise-free responses (n_images, V) in percent signal change over `visual_index`.
@@ -272,9 +286,18 @@ class SimulatedSubject:
         for i, scene in enumerate(scenes):
             for obj in scene.objects:
                 gain = np.clip(np.sqrt(obj.area_fraction / 0.12), 0.4, 1.5)
+                if config.position_tuning:
+                    gain = gain * self._position_weights(obj, config)
                 out[i] += config.concept_gain * gain * self.concept_maps[concept_row[obj.name]]
             out[i] += config.scene_gain * self.concept_maps[concept_row[scene.scene]]
         return out
+
+
+def _object_field_positions(obj) -> np.ndarray:
+    """Centres of an object's instances in visual-field coordinates (x right, y up, half-width 1), (k, 2)."""
+    from neurochat.sim.scenes import CANVAS
+
+    return np.array([[(x + w / 2) / CANVAS * 2 - 1, 1 - (y + h / 2) / CANVAS * 2] for x, y, w, h in obj.boxes])
 
 
 def _retinotopy(xyz: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

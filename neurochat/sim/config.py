@@ -45,6 +45,11 @@ class SimConfig:
     noise_white: float = 0.6  # std of independent voxel noise
     session_offset: float = 0.5  # std of a smooth per-session offset map
     subject_jitter_mm: float = 3.0  # per-subject shift of concept blobs
+    # Higher visual cortex is position-tuned too (large pRFs with a contralateral bias, as in LOC and
+    # FFA): 0 makes a concept's response the same wherever the object is, 1 makes it follow the
+    # voxel's pRF fully. Without it, what is where can only be read through early visual cortex.
+    position_tuning: float = 0.0
+    position_prf_size: float = 0.6  # pRF sigma of higher visual voxels, in half-widths of the picture
 
     @property
     def n_trials(self) -> int:

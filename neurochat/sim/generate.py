@@ -283,20 +283,10 @@ def _write_subject(task) -> dict:
     signal = brain.responses(config, features[own_ids], [scenes[i] for i in own_ids])  # (images, V)
 
     rng = np.random.default_rng([seed, 7300, index])
-    brain_mask = brain.brain
-    n_brain = int(brain_mask.sum())
     for session in range(config.n_sessions):
         trials = np.arange(session * config.trials_per_session, (session + 1) * config.trials_per_session)
         n = len(trials)
-        offset = smooth_noise(rng, 1, brain.shape, sigma=2.0)[0] * np.float32(config.session_offset)
-        noise = smooth_noise(rng, n, brain.shape, sigma=1.0) * np.float32(config.noise_smooth)  # (n, X, Y, Z)
-        noise += offset
-        betas = noise.reshape(n, -1)  # (n, X*Y*Z) view
-        betas[:, brain_mask.reshape(-1)] += rng.standard_normal((n, n_brain), dtype=np.float32) * np.float32(
-            config.noise_white
-        )
-        betas[:, brain.visual_index] += signal[design.master_ordering[trials]]
-        betas[:, ~brain_mask.reshape(-1)] = 0.0  # NSD betas are 0 outside the brain
+        betas = session_betas(config, brain, signal[design.master_ordering[trials]], rng)  # (n, X*Y*Z)
         scaled = np.clip(np.round(betas * BETA_SCALE), -32768, 32767).astype(np.int16).reshape(n, *brain.shape)
         if "nifti" in config.formats:
             # nibabel takes (X, Y, Z, trials)
@@ -328,6 +318,21 @@ def _write_subject(task) -> dict:
         "nsdgeneral_voxels": int((brain.nsdgeneral == 1).sum()),
         "evc_voxels": int(brain.evc.sum()),
     }
+
+
+def session_betas(config: SimConfig, brain: SimulatedSubject, signal: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One session's betas in percent signal change, float32 (trials, X*Y*Z): the trials' noise-free
+    responses `signal` (trials, V) plus a smooth session offset, smooth trial noise and voxel noise."""
+    n = len(signal)
+    brain_mask = brain.brain.reshape(-1)
+    offset = smooth_noise(rng, 1, brain.shape, sigma=2.0)[0] * np.float32(config.session_offset)
+    noise = smooth_noise(rng, n, brain.shape, sigma=1.0) * np.float32(config.noise_smooth)  # (n, X, Y, Z)
+    noise += offset
+    betas = noise.reshape(n, -1)  # (n, X*Y*Z) view
+    betas[:, brain_mask] += rng.standard_normal((n, int(brain_mask.sum())), dtype=np.float32) * np.float32(config.noise_white)
+    betas[:, brain.visual_index] += signal
+    betas[:, ~brain_mask] = 0.0  # NSD betas are 0 outside the brain
+    return betas
 
 
 def _save_nifti(path: Path, data: np.ndarray, affine: np.ndarray) -> None:
