@@ -35,7 +35,7 @@ from neurochat.language import (
     parse_localization_request,
 )
 from neurochat.localize import ConceptLocalizer, Heatmap, dataset_references
-from neurochat.models.extractor import ExtractorBundle, load_extractor
+from neurochat.models.extractor import ExtractorBundle
 from neurochat.nsd.betas import read_beta_map
 from neurochat.nsd.dataset import NSDDataset
 from neurochat.paths import cache_dir
@@ -180,10 +180,10 @@ class Explorer:
              device: str | None = None, log=print) -> "Explorer":  # fmt: skip
         """Load a preset's models from local folders; `nsd_root` defaults to the cached SimNSD demo."""
         from neurochat.models import quiet_libraries
-        from neurochat.models.brainllm import load_brainllm, preset_brainllm_dir
+        from neurochat.models.bundle import load_ensemble, load_preset_brainllm
         from neurochat.models.unclip import load_unclip
         from neurochat.models.vision import VisionEncoders
-        from neurochat.paths import ensure_simnsd
+        from neurochat.paths import bundle_simnsd_version, check_simnsd_version, ensure_simnsd
         from neurochat.sim.truth import AnswerKey
         from neurochat.vocabulary import CONCEPT_NAMES
 
@@ -194,21 +194,12 @@ class Explorer:
             if settings.name != "demo":
                 raise ConfigError("the paper preset explores real NSD: pass --nsd-root DIR")
             nsd_root = ensure_simnsd("demo", log=log)
+        check_simnsd_version(nsd_root, trained_on=bundle_simnsd_version(settings.extractor_dir.parent))
         dataset = NSDDataset(nsd_root)
-        ensemble = []
-        for size in settings.patch_sizes:
-            folder = settings.extractor_dir / f"vit3d_r{size}"
-            if not (folder / "config.json").exists():
-                raise ConfigError(f"the {settings.name} preset's ViT3D extractor r={size} is missing at {folder}: "
-                                  f"train it with `python -m train.extractor --preset {settings.name} --patch-size {size}`")  # fmt: skip
-            ensemble.append(load_extractor(folder, device=device))
+        ensemble = load_ensemble(settings, device=device)
         vision = VisionEncoders.from_preset(settings, device=device)
         reconstructor = Reconstructor(load_unclip(settings, device=device))
-        brainllm_dir = preset_brainllm_dir(settings)
-        if not (brainllm_dir / "brainllm.json").exists():
-            raise ConfigError(f"the {settings.name} preset's fMRI-LLM is missing at {brainllm_dir}: train it with "
-                              "`python -m train.llm --stage 0`, then `--stage 1`, then `--stage 2`")  # fmt: skip
-        brainllm = load_brainllm(brainllm_dir, device=device)
+        brainllm = load_preset_brainllm(settings, device=device)
         answer_key = AnswerKey(dataset.root) if AnswerKey.exists(dataset.root) else None
         vocabulary = list(CONCEPT_NAMES) if settings.name == "demo" else None
         return cls(settings, dataset, ensemble, vision, reconstructor, brainllm, vocabulary=vocabulary,

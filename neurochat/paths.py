@@ -82,3 +82,9 @@ def check_simnsd_version(root: str | Path, trained_on: int | None = None) -> Non
                            else f"this NeuroChat simulates version {wanted}")
                         + f": regenerate it with `python -m neurochat.sim --out {root} --size {size} --seed 0`"
                         + ("" if trained_on is None else ", or rebuild the models with `python -m train.demo_bundle`"))  # fmt: skip
+
+
+def bundle_simnsd_version(weights_root: str | Path) -> int | None:
+    """The SimNSD version a demo bundle's models were trained on, from its manifest (None: not recorded)."""
+    manifest = Path(weights_root) / "manifest.json"
+    return json.loads(manifest.read_text()).get("simnsd_version") if manifest.exists() else None

@@ -60,7 +60,7 @@ def test_micro_chain_trains_every_stage_and_checks_the_explorer(micro_bundle):
 
 
 def test_two_evaluations_are_put_side_by_side():
-    from train.demo_bundle import compare_evaluations
+    from train.bundle_evaluation import compare_evaluations
 
     ours = {"sizes": {"per_subject": 1}, "extractor": {"vit3d": {"averaged": {"clip_2way": 0.95}}}, "llm": {"rate": None}}
     theirs = {"sizes": {"per_subject": 10}, "extractor": {"vit3d": {"averaged": {"clip_2way": 0.96}}}}
@@ -68,7 +68,7 @@ def test_two_evaluations_are_put_side_by_side():
 
 
 def test_a_comparison_counts_the_files_a_rebuild_reproduced_bitwise():
-    from train.demo_bundle import compare_files
+    from train.bundle_evaluation import compare_files
 
     def record(sha):
         return {"sha256": sha, "bytes": 1}
@@ -86,7 +86,7 @@ def test_a_comparison_counts_the_files_a_rebuild_reproduced_bitwise():
 
 
 def test_a_comparison_says_whether_a_reconstruction_number_moved_beyond_its_diffusion_seed_noise():
-    from train.demo_bundle import compare_evaluations
+    from train.bundle_evaluation import compare_evaluations
 
     def evaluation(clip_2way, sd=None, seeds=None):
         scores = {"clip_2way": clip_2way, **({"seed_sd": {"clip_2way": sd}} if sd is not None else {})}
@@ -103,7 +103,7 @@ def test_a_comparison_says_whether_a_reconstruction_number_moved_beyond_its_diff
 
 
 def test_a_comparison_says_whether_a_localization_mean_moved_beyond_the_sampling_of_its_cases():
-    from train.demo_bundle import compare_evaluations
+    from train.bundle_evaluation import compare_evaluations
 
     def evaluation(share, sd=None, n=100):
         ablation = {"removed_below_others": share, "n": n, **({"case_sd": {"removed_below_others": sd}} if sd else {})}
@@ -174,7 +174,7 @@ def test_scoring_a_bundle_again_keeps_the_records_of_files_left_out_of_git(micro
 
 
 def test_parallel_stages_wait_for_what_they_read():
-    from train.demo_bundle import stage_commands, stage_needs
+    from train.bundle_plan import stage_commands, stage_needs
 
     plan = list(stage_commands("micro", REPO_ROOT / "unused", REPO_ROOT / "unused"))
     assert set(STAGES) == set(plan)
@@ -190,7 +190,7 @@ def test_parallel_stages_wait_for_what_they_read():
 
 def test_the_extractors_whose_tokens_the_llm_reads_train_the_papers_30_epochs():
     """At 8 epochs the main extractor scored as at 30, but the LLM trained on its tokens fell beyond noise."""
-    from train.demo_bundle import stage_commands
+    from train.bundle_plan import stage_commands
 
     plan = stage_commands("demo", REPO_ROOT / "unused", REPO_ROOT / "unused")
 
@@ -206,7 +206,7 @@ def test_bf16_autocast_is_asked_for_only_where_it_pays():
     """The VAE, the extractors and the LLM stages train in 0.5-0.8x the time under bf16 autocast on a CPU
     with native bf16; the decoder gains nothing and CLIP stays float32 until measured cleanly; with "no"
     every stage is float32."""
-    from train.demo_bundle import stage_commands
+    from train.bundle_plan import stage_commands
 
     def flags(mixed_precision: str) -> dict[str, set[str]]:
         plan = stage_commands("demo", REPO_ROOT / "unused", REPO_ROOT / "unused", 1, mixed_precision)
@@ -244,7 +244,7 @@ def test_precision_bench_times_both_variants_of_the_demo_models(tmp_path, capsys
 
 
 def test_stages_start_by_how_many_wait_on_them_then_longest_first():
-    from train.demo_bundle import ONE_THREAD_SECONDS, stage_commands, start_order
+    from train.bundle_plan import ONE_THREAD_SECONDS, stage_commands, start_order
 
     plan = list(stage_commands("demo", REPO_ROOT / "unused", REPO_ROOT / "unused"))
     assert set(ONE_THREAD_SECONDS) == set(plan)  # a new stage needs its cost, or it would start last
@@ -257,7 +257,7 @@ def test_stages_start_by_how_many_wait_on_them_then_longest_first():
 def test_a_failing_stage_process_stops_the_parallel_run_and_names_its_log(tmp_path):
     import pytest
 
-    from train.demo_bundle import run_in_parallel
+    from train.bundle_plan import run_in_parallel
 
     out = tmp_path / "bundle"
     base_argv = ["--out", str(out), "--size", "micro", "--data", str(tmp_path / "no_such_tree"), "--threads", "1"]

@@ -83,3 +83,19 @@ def test_a_simnsd_tree_of_another_version_is_refused_with_the_command_that_regen
     with pytest.raises(DataError, match=r"version 0.*python -m neurochat\.sim --out"):
         dataset_root("demo", sim_copy)
     check_simnsd_version(sim_copy, trained_on=0)  # the models trained on it still read it
+
+
+def test_models_trained_on_another_simnsd_version_are_refused(micro_bundle, sim_root, tmp_path):
+    import shutil
+
+    from neurochat.errors import DataError
+    from neurochat.evaluate.__main__ import main as evaluate_main
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(micro_bundle, bundle)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["simnsd_version"] is not None  # the bundle says which brains it was trained on
+    manifest["simnsd_version"] = 0
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(DataError, match=r"trained on version 0.*train\.demo_bundle"):
+        evaluate_main(["decoder", "--preset", "demo", "--weights", str(bundle), "--nsd-root", str(sim_root), "--limit", "2"])

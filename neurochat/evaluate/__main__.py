@@ -15,15 +15,12 @@ import argparse
 from pathlib import Path
 from typing import Sequence
 
-from neurochat.cli import run_main, write_json
-from neurochat.evaluate import load_main_models
+from neurochat.cli import add_dataset_options, run_main, write_json
+from neurochat.models.bundle import load_main_models
 
 
 def _dataset_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", choices=("demo", "paper"), default="demo")
-    parser.add_argument("--weights", help="weights root (paper preset; or another demo bundle folder)")
-    parser.add_argument("--nsd-root", help="NSD tree (demo default: the cached SimNSD demo)")
-    parser.add_argument("--max-session", type=int)
+    add_dataset_options(parser)
     parser.add_argument("--json", help="also write the numbers to this JSON file")
 
 
@@ -93,20 +90,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     from neurochat.models import quiet_libraries
     from neurochat.models.vision import VisionEncoders
     from neurochat.nsd import NSDDataset
-    from neurochat.paths import dataset_root
+    from neurochat.paths import bundle_simnsd_version, check_simnsd_version, dataset_root
     from neurochat.presets import get_preset
 
     quiet_libraries()
     preset = get_preset(args.preset, args.weights)
-    dataset = NSDDataset(dataset_root(args.preset, args.nsd_root), max_session=args.max_session)
+    root = dataset_root(args.preset, args.nsd_root)
+    check_simnsd_version(root, trained_on=bundle_simnsd_version(preset.extractor_dir.parent))
+    dataset = NSDDataset(root, max_session=args.max_session)
     vision = VisionEncoders.from_preset(preset)
 
     if args.what == "extractor":
-        from neurochat.evaluate.extractor import evaluate_extractors, extractor_folders, format_table
+        from neurochat.evaluate.extractor import evaluate_extractors, format_table
+        from neurochat.models.bundle import baseline_dirs
         from neurochat.targets import dataset_targets
 
         patch_size = args.patch_size or preset.patch_sizes[0]
-        folders = extractor_folders(preset.extractor_dir, patch_size, dataset.subjects)
+        folders = baseline_dirs(preset.layout, patch_size, dataset.subjects)
         results = evaluate_extractors(dataset, dataset_targets(dataset, vision), folders)
         print(format_table(results))
     elif args.what == "decoder":
@@ -118,13 +118,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.what == "probe":
         results = _probe(args, preset, dataset, vision)
     elif args.what == "all":
-        from neurochat.evaluate.extractor import evaluate_extractors, extractor_folders
+        from neurochat.evaluate.extractor import evaluate_extractors
         from neurochat.evaluate.report import write_report
+        from neurochat.models.bundle import baseline_dirs
         from neurochat.targets import dataset_targets
 
         out = Path(args.out)
         args.sweep_beta, args.figure = str(out), str(out)
-        folders = extractor_folders(preset.extractor_dir, preset.patch_sizes[0], dataset.subjects)
+        folders = baseline_dirs(preset.layout, preset.patch_sizes[0], dataset.subjects)
         results = {"extractor": evaluate_extractors(dataset, dataset_targets(dataset, vision), folders),
                    "caption": _caption(args, preset, dataset, vision),
                    "recon": _recon(args, preset, dataset, vision),
@@ -150,13 +151,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _caption(args, preset, dataset, vision) -> dict:
     from neurochat.evaluate.caption import evaluate_captions
-    from neurochat.models.brainllm import load_brainllm
+    from neurochat.models.bundle import load_brainllm_if_trained
 
     main, flattened, brainllm = load_main_models(preset)
     if brainllm is None:
         raise SystemExit("the caption evaluation needs the fMRI-LLM: train it with `python -m train.llm`")
-    flattened_dir = preset.extractor_dir.parent / "brainllm_flattened"
-    flattened_llm = load_brainllm(flattened_dir) if (flattened_dir / "brainllm.json").exists() else None
+    flattened_dir = preset.layout.brainllm_dir("flattened")
+    flattened_llm = load_brainllm_if_trained(flattened_dir)
     if flattened_llm is None:
         print(f"no w/o-ViT3D LLM at {flattened_dir}: its row is left out")
     return evaluate_captions(dataset, vision, main, brainllm, flattened, flattened_llm, per_subject=args.per_subject)
@@ -168,7 +169,7 @@ def _probe(args, preset, dataset, vision) -> dict:
     from neurochat.models.extractor import load_extractor
 
     size = preset.patch_sizes[0]
-    folders = args.extractor or [str(preset.extractor_dir / f"{layout}_r{size}") for layout in ("vit3d", "flattened")]
+    folders = args.extractor or [str(preset.layout.extractor_dir(kind, size)) for kind in ("vit3d", "flattened")]
     results = {}
     for folder in folders:
         bundle = load_extractor(folder)

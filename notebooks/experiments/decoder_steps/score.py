@@ -20,7 +20,7 @@ from neurochat.nsd import NSDDataset
 from neurochat.paths import CHECKPOINTS, ensure_simnsd
 from neurochat.presets import get_preset
 from neurochat.reconstruct import Reconstructor
-from train.demo_bundle import EVALUATION_SIZES, compare_evaluations, decoder_headline
+from train.bundle_evaluation import EVALUATION_SIZES, compare_evaluations, decoder_headline
 
 parser = argparse.ArgumentParser()
 parser.add_argument("bundle", type=Path)

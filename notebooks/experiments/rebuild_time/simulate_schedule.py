@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 
 from neurochat.sim.config import SUBJECTS
-from train.demo_bundle import ONE_THREAD_SECONDS, stage_commands, stage_needs, start_order, waiting_on
+from train.bundle_plan import ONE_THREAD_SECONDS, stage_commands, stage_needs, start_order, waiting_on
 
 PLAN = list(stage_commands("demo", Path("unused"), Path("unused")))
 
