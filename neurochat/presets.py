@@ -8,10 +8,11 @@ The `paper` preset reads a weights root laid out like the Hugging Face hub ids:
     WEIGHTS/openai/clip-vit-large-patch14/                      CLIP ViT-L/14 (image + text)
     WEIGHTS/stabilityai/stable-diffusion-2-1-unclip-small/      Stable unCLIP (CLIP-L variant), incl. vae/
     WEIGHTS/meta-llama/Meta-Llama-3-8B-Instruct/                the LLM (any causal-LM folder works)
-    WEIGHTS/neurochat/extractor/                                NeuroChat's trained ViT3D extractors
+    WEIGHTS/neurochat/                                          NeuroChat's own models: extractor/, brainllm/, ...
 
 Get them once on a machine with internet, e.g.
 `huggingface-cli download openai/clip-vit-large-patch14 --local-dir WEIGHTS/openai/clip-vit-large-patch14`.
+The folders inside a demo bundle and inside `WEIGHTS/neurochat/` are named by `neurochat.models.bundle`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from neurochat.errors import ConfigError
+from neurochat.models.bundle import EXTRACTORS_DIR, PAPER_MODELS_DIR, WeightsLayout
 from neurochat.paths import CHECKPOINTS
 
 PRESETS = ("demo", "paper")
@@ -28,7 +30,7 @@ PAPER_HUB_IDS = {
     "clip": "openai/clip-vit-large-patch14",
     "unclip": "stabilityai/stable-diffusion-2-1-unclip-small",
     "llm": "meta-llama/Meta-Llama-3-8B-Instruct",
-    "extractor": "neurochat/extractor",
+    "extractor": f"{PAPER_MODELS_DIR}/{EXTRACTORS_DIR}",
 }
 
 
@@ -44,6 +46,12 @@ class Preset:
     image_size: int  # resolution of the VAE and of reconstructions (paper: 512, then 425 for metrics)
     patch_sizes: tuple[int, ...]  # ViT3D patch sizes; the first is the main model, all three the
     # localization ensemble (Sec. 4.4: 14, 12, 10; the demo grid is half NSD's, so 7, 6, 5)
+
+    @property
+    def layout(self) -> WeightsLayout:
+        """The folders of NeuroChat's own models (extractors, fMRI-LLMs, manifest): the root that holds
+        `extractor_dir`."""
+        return WeightsLayout(self.extractor_dir.parent)
 
     def missing(self, component: str) -> str:
         """A sentence saying which folder is missing and how to get it."""
@@ -63,8 +71,8 @@ class Preset:
 def get_preset(name: str, weights: str | Path | None = None) -> Preset:
     """The preset called `name`; `paper` needs `weights` (or $NEUROCHAT_WEIGHTS), its weights root."""
     if name == "demo":
-        demo = Path(weights) if weights else CHECKPOINTS / "demo"
-        return Preset("demo", demo / "clip", demo / "unclip", demo / "llm", demo / "extractor", image_size=64,
+        bundle = WeightsLayout(Path(weights) if weights else CHECKPOINTS / "demo")
+        return Preset("demo", bundle.clip_dir, bundle.unclip_dir, bundle.llm_dir, bundle.extractors, image_size=64,
                       patch_sizes=(7, 6, 5))  # fmt: skip
     if name == "paper":
         root = weights or os.environ.get("NEUROCHAT_WEIGHTS")
@@ -79,7 +87,7 @@ def get_preset(name: str, weights: str | Path | None = None) -> Preset:
             root / PAPER_HUB_IDS["clip"],
             root / PAPER_HUB_IDS["unclip"],
             root / PAPER_HUB_IDS["llm"],
-            root / PAPER_HUB_IDS["extractor"],
+            WeightsLayout(root / PAPER_MODELS_DIR).extractors,
             image_size=512,
             patch_sizes=(14, 12, 10),
         )

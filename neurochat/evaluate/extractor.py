@@ -17,6 +17,7 @@ import torch
 from neurochat.data import TrialBank, test_set
 from neurochat.errors import ConfigError
 from neurochat.metrics import mean_correlation, top1_retrieval, two_way_identification
+from neurochat.models.bundle import WeightsLayout, baseline_dirs, has_extractor
 from neurochat.models.extractor import ExtractorBundle, load_extractor
 from neurochat.nsd.dataset import NSDDataset
 from neurochat.targets import ImageTargets
@@ -25,12 +26,9 @@ PROTOCOLS = ("averaged", "single")
 
 
 def extractor_folders(extractor_dir: Path, patch_size: int, subjects: list[str]) -> dict[str, Path | dict[str, Path]]:
-    """Where train/extractor.py puts the main model and the two baselines."""
-    return {
-        "vit3d": extractor_dir / f"vit3d_r{patch_size}",
-        "flattened": extractor_dir / f"flattened_r{patch_size}",
-        "subject_specific": {s: extractor_dir / f"subject_specific_r{patch_size}" / s for s in subjects},
-    }
+    """Where train/extractor.py puts the main model and the two baselines, given a preset's
+    `extractor_dir` (`neurochat.models.bundle.baseline_dirs` of its layout)."""
+    return baseline_dirs(WeightsLayout(Path(extractor_dir).parent), patch_size, subjects)
 
 
 @torch.no_grad()
@@ -65,7 +63,7 @@ def evaluate_extractors(dataset: NSDDataset, targets: ImageTargets, folders: dic
     """{"vit3d": {"averaged": {...}, "single": {...}}, "flattened": ..., "subject_specific": ...};
     a model that is not on disk is reported as None."""
     main_folder = Path(folders["vit3d"])
-    if not (main_folder / "config.json").exists():
+    if not has_extractor(main_folder):
         raise ConfigError(f"no trained extractor at {main_folder}: train it with `python -m train.extractor`")
     main = load_extractor(main_folder)
     bank = TrialBank(dataset, main.preprocessor)
@@ -75,7 +73,7 @@ def evaluate_extractors(dataset: NSDDataset, targets: ImageTargets, folders: dic
     results: dict = {}
     for name in ("vit3d", "flattened"):
         folder = Path(folders[name])
-        if not (folder / "config.json").exists():
+        if not has_extractor(folder):
             log(f"{name}: no checkpoint at {folder} — skipped")
             results[name] = None
             continue
@@ -87,7 +85,7 @@ def evaluate_extractors(dataset: NSDDataset, targets: ImageTargets, folders: dic
 
     # "w/o C_Subj": each subject's own model, on that subject's test rows
     per_subject_folders = folders["subject_specific"]
-    if all((Path(f) / "config.json").exists() for f in per_subject_folders.values()):
+    if all(has_extractor(f) for f in per_subject_folders.values()):
         results["subject_specific"] = {}
         for protocol, ts in test_sets.items():
             clip = np.zeros((len(ts), targets.clip.shape[1]), np.float32)

@@ -102,10 +102,9 @@ class BrainLLMConfig:
 
 
 def preset_brainllm_dir(preset, stage: int = 2) -> Path:
-    """Where a preset keeps its BrainLLM: PRESET/brainllm (stage 2, what the explorer loads) and
-    PRESET/brainllm_stage1, beside the preset's extractor folder."""
-    root = Path(preset.extractor_dir).parent
-    return root / ("brainllm" if stage == 2 else f"brainllm_stage{stage}")
+    """Where a preset keeps its BrainLLM after `stage` (2: what the explorer loads); the layout's
+    `brainllm_dir` (neurochat/models/bundle.py) names the folder."""
+    return preset.layout.brainllm_dir("vit3d", stage)
 
 
 def extractor_facts(folder: str | Path, config) -> dict:
