@@ -22,6 +22,7 @@ import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -369,10 +370,12 @@ class Explorer:
                 state.concepts.append(name)
         return named
 
-    def reconstruction_prompt(self, state: TrialState, features: Features | None = None) -> str:
-        """The LLM's answer to Table 5's instruction for this recording (greedy, each concept named once)."""
+    def reconstruction_prompt(self, state: TrialState, features: Features | None = None, removed: Sequence[str] = ()) -> str:
+        """The LLM's answer to Table 5's instruction for this recording (greedy, each concept named once,
+        the `removed` ones never: the decoder must not be asked to draw what was taken out of the brain)."""
         features = features or self.features(state)
-        return self.brainllm.generate(features.fmri_tokens, RECONSTRUCTION_INSTRUCTION, distinct_concepts=self.vocabulary).text
+        return self.brainllm.generate(features.fmri_tokens, RECONSTRUCTION_INSTRUCTION, distinct_concepts=self.vocabulary,
+                                      excluded_concepts=removed).text  # fmt: skip
 
     # -- reconstruction ------------------------------------------------------------------------------
 
@@ -423,7 +426,7 @@ class Explorer:
         """The reconstruction after zeroing the concepts' top voxels; the trial itself is untouched.
 
         If the LLM wrote the reconstruction prompt, it is asked again about the ablated recording
-        (a prompt written before would still name the removed concept).
+        and may not name the removed concepts (a prompt written before would still name them).
         """
         if not concepts:
             raise DataError("Choose at least one concept to remove.")
@@ -437,7 +440,7 @@ class Explorer:
             clip, vae, tokens = self._encode(volume)
             ablated = self._features.put(cache_key, Features(volume, features.mask, features.affine, features.to_mni,
                                                               clip, vae, tokens))  # fmt: skip
-        prompt = self.reconstruction_prompt(state, ablated) if state.prompt else ""
+        prompt = self.reconstruction_prompt(state, ablated, removed=names) if state.prompt else ""
         return self._picture(state.key, names, ablated, prompt, beta, seed, steps, guidance, progress)
 
     # -- bring your own brain -----------------------------------------------------------------------

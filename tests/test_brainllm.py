@@ -355,3 +355,17 @@ def test_distinct_concepts_keep_a_repeated_word_out_of_the_answer(model):
     assert max(counts.values()) <= 1, (counts, answer)
     streamed = model.stream(fmri(0), "Describe the image briefly.", max_new_tokens=150, distinct_concepts=repeated)
     assert "".join(streamed).strip() == answer
+
+
+def test_excluded_concepts_are_never_named(model):
+    """After an ablation the prompt is written again, and it may not name what the user removed."""
+    plain = model.generate(fmri(0), "Describe the image briefly.", max_new_tokens=150).text
+    words = sorted({w for w in re.findall(r"[a-z]+", plain.lower()) if len(w) > 2})
+    assert words, plain
+    answer = model.generate(fmri(0), "Describe the image briefly.", max_new_tokens=150, excluded_concepts=words[:3]).text
+    assert not any(re.search(rf"\b{w}s?\b", answer.lower()) for w in words[:3]), (words[:3], answer)
+    ban = NamesEachConceptOnce(model.tokenizer, ["cat"], excluded=["dog"])
+    ban(torch.zeros((1, 0), dtype=torch.long), torch.zeros(1, len(model.tokenizer)))
+    scores = ban(torch.tensor([model.tokenizer.encode("a", add_special_tokens=False)]), torch.zeros(1, len(model.tokenizer)))
+    assert scores[0, model.tokenizer.encode(" dog", add_special_tokens=False)[-1]] == -float("inf")  # banned from the start
+    assert scores[0, model.tokenizer.encode(" cat", add_special_tokens=False)[-1]] == 0  # not yet named

@@ -49,6 +49,8 @@ def test_micro_chain_trains_every_stage_and_checks_the_explorer(micro_bundle):
                                                 "reconstruction_prompt_hit_rate_plain"}  # fmt: skip
     assert "averaged" in evaluation["decoder"]["no_llm"] and 0.0 <= evaluation["localization"]["auc"]["ensemble"] <= 1.0
     assert evaluation["localization"]["ablation"]["n"] == 1
+    # what the ablated picture shows: the object gone, the scene kept
+    assert 0.0 <= evaluation["localization"]["ablation"]["scene_kept"] <= 1.0
     # the reconstructions are scored under several diffusion seeds, and their spread is kept for `--compare`
     assert evaluation["sizes"]["seeds"] == 2
     assert set(evaluation["decoder"]["no_llm"]["averaged"]["seed_sd"]) == {"pixcorr", "ssim", "clip_2way", "object_hit"}

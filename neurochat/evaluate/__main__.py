@@ -247,6 +247,10 @@ def _localize(args, preset, dataset, vision) -> dict:
         print(f"ablation ({args.method} maps, q={args.fraction:g}, β={args.ablation_beta:g}), {where}: removed concept falls "
               f"below the others in {scores['removed_below_others']:.1%} of {ablation['n']} cases "
               f"(CLIP similarity drop {scores['drop_removed']:.4f} vs {scores['drop_others']:.4f})")  # fmt: skip
+    if ablation["removed_below_objects"] is not None:
+        print(f"ablation, what the picture shows: the removed object scores below every other object in "
+              f"{ablation['removed_below_objects']:.1%} of {ablation['objects_n']} cases with another object; the scene "
+              f"stays the picture's top scene in {ablation['scene_kept']:.1%} of {ablation['n']}")  # fmt: skip
     results = {"auc": auc, "ablation": {**ablation, "method": args.method}}
     if args.figure:
         from neurochat.evaluate.figures import localization_figures

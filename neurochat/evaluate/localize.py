@@ -28,6 +28,7 @@ from neurochat.data import TrialBank, test_set
 from neurochat.localize import ConceptLocalizer
 from neurochat.metrics import roc_auc, spread_over_cases
 from neurochat.sim.truth import AnswerKey
+from neurochat.vocabulary import SCENES
 
 TRUTH_THRESHOLD = 0.5  # a voxel belongs to a concept where its ground-truth selectivity is ≥ this
 
@@ -85,11 +86,22 @@ def evaluate_ablation(dataset, localizer: ConceptLocalizer, reconstructor, visio
                       fraction: float = 0.1, beta: float = 0.93, seed: int = 0, steps: int = 20,
                       max_cases: int = 60, log=print) -> dict:  # fmt: skip
     """{"removed_below_others": share, "drop_removed": mean, "drop_others": mean, "n": cases,
-    "fraction": q, "beta": β, "embedding": {the same three, measured on ẑ_c instead of the picture}}."""
+    "fraction": q, "beta": β, "embedding": {the same three, measured on ẑ_c instead of the picture},
+    "removed_below_objects": share, "objects_n": cases, "scene_kept": share}.
+
+    `removed_below_others` judges the change: the removed concept's similarity fell more than every
+    other present concept's. `removed_below_objects` judges what the ablated picture shows: the removed
+    object's zero-shot score is below every other object in the picture (cases with another object).
+    `scene_kept`: the ablated picture's best-scoring scene is still the picture's scene, i.e. the
+    object went and the scene stayed.
+    """
     main = localizer.bundles[0]
     bank = TrialBank(dataset, main.preprocessor)
     rows = test_set(bank, "averaged")
     picture_cases, embedding_cases = _Drops(), _Drops()
+    below_objects: list[bool] = []
+    scene_kept: list[bool] = []
+    scenes = [c for c in key.concepts if c in SCENES]
     text_cache: dict[str, torch.Tensor] = {}
 
     def text(concept: str) -> torch.Tensor:
@@ -97,14 +109,17 @@ def evaluate_ablation(dataset, localizer: ConceptLocalizer, reconstructor, visio
             text_cache[concept] = F.normalize(torch.as_tensor(vision.text_embeddings([concept]))[0].float(), dim=0)
         return text_cache[concept]
 
-    def similarities(volume: np.ndarray, concepts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Cosine of each concept's text with (the reconstruction's CLIP embedding, ẑ_c)."""
+    def similarities(volume: np.ndarray, concepts: list[str]) -> tuple[np.ndarray, np.ndarray, str]:
+        """Cosine of each concept's text with (the reconstruction's CLIP embedding, ẑ_c), and the
+        reconstruction's best-scoring scene."""
         with torch.no_grad():
             output = main.model(main.tokens(main.preprocessor(volume[None])))
         picture = reconstructor(output.clip, output.vae, "", beta=beta, seed=seed, steps=steps)
         seen = F.normalize(torch.as_tensor(vision.image_embeddings(picture))[0].float(), dim=0)
         decoded = F.normalize(output.clip[0].float().cpu(), dim=0)
-        return (np.array([float(seen @ text(c)) for c in concepts]), np.array([float(decoded @ text(c)) for c in concepts]))
+        best_scene = max(scenes, key=lambda c: float(seen @ text(c)))
+        return (np.array([float(seen @ text(c)) for c in concepts]), np.array([float(decoded @ text(c)) for c in concepts]),
+                best_scene)  # fmt: skip
 
     for row in range(len(rows)):
         if picture_cases.n >= max_cases:
@@ -115,18 +130,24 @@ def evaluate_ablation(dataset, localizer: ConceptLocalizer, reconstructor, visio
             continue
         mask = dataset.nsdgeneral(subject) > 0
         volume = native_volume(bank, subject, rows.voxels[row])
-        picture_before, embedding_before = similarities(volume, concepts)
+        picture_before, embedding_before, _ = similarities(volume, concepts)
         for index, concept in enumerate(concepts[:-1]):  # remove each object (the scene stays)
             if picture_cases.n >= max_cases:
                 break
             heatmap = localizer.localize(volume, concept, subject=subject, affine=dataset.affine(subject), mask=mask)
             ablated, _ = ablate(volume, [heatmap], fraction)
-            picture_after, embedding_after = similarities(ablated, concepts)
+            picture_after, embedding_after, best_scene = similarities(ablated, concepts)
             picture_cases.add(picture_after - picture_before, index)
             embedding_cases.add(embedding_after - embedding_before, index)
+            other_objects = np.delete(picture_after[:-1], index)  # the last concept is the scene
+            if len(other_objects):
+                below_objects.append(bool(picture_after[index] < other_objects.min()))
+            scene_kept.append(best_scene == concepts[-1])
     log(f"ablation: {picture_cases.n} cases")
     return {**picture_cases.summary(), "n": picture_cases.n, "fraction": fraction, "beta": beta,
-            "embedding": embedding_cases.summary()}  # fmt: skip
+            "embedding": embedding_cases.summary(),
+            "removed_below_objects": float(np.mean(below_objects)) if below_objects else None, "objects_n": len(below_objects),
+            "scene_kept": float(np.mean(scene_kept)) if scene_kept else None}  # fmt: skip
 
 
 class _Drops:

@@ -290,13 +290,14 @@ class BrainLLM(nn.Module):
         return encoded, notes
 
     def _generate_kwargs(self, max_new_tokens: int, do_sample: bool, temperature: float, top_p: float,
-                         distinct_concepts: Sequence[str] | None = None) -> dict:  # fmt: skip
+                         distinct_concepts: Sequence[str] | None = None, excluded_concepts: Sequence[str] = ()) -> dict:  # fmt: skip
         kwargs = {"max_new_tokens": max_new_tokens, "do_sample": do_sample, "eos_token_id": self.stop_token_ids,
                   "pad_token_id": self.pad_token_id, "suppress_tokens": [self.image_token_id]}  # fmt: skip
-        if distinct_concepts:
+        if distinct_concepts or excluded_concepts:
             from transformers import LogitsProcessorList
 
-            kwargs["logits_processor"] = LogitsProcessorList([NamesEachConceptOnce(self.tokenizer, distinct_concepts)])
+            processor = NamesEachConceptOnce(self.tokenizer, distinct_concepts or (), excluded=excluded_concepts)
+            kwargs["logits_processor"] = LogitsProcessorList([processor])
         if do_sample:
             kwargs.update(temperature=temperature, top_p=top_p)
         else:  # greedy: clear sampling defaults a generation_config may carry (Llama-3's has some)
@@ -306,7 +307,7 @@ class BrainLLM(nn.Module):
     @torch.no_grad()
     def generate(self, fmri, messages, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, *, do_sample: bool = False,
                  temperature: float = 0.7, top_p: float = 0.9, seed: int | None = None, streamer=None,
-                 distinct_concepts: Sequence[str] | None = None):  # fmt: skip
+                 distinct_concepts: Sequence[str] | None = None, excluded_concepts: Sequence[str] = ()):  # fmt: skip
         """Answer the last user message of `messages` about the recording `fmri`.
 
         Parameters
@@ -325,6 +326,8 @@ class BrainLLM(nn.Module):
         distinct_concepts : list of str, optional
             Concept names the answer may name once each (`NamesEachConceptOnce`): for answers that
             list the picture's objects, such as the reconstruction prompt.
+        excluded_concepts : list of str, optional
+            Concept names the answer may not name at all (those removed by an ablation).
 
         Returns
         -------
@@ -336,7 +339,7 @@ class BrainLLM(nn.Module):
         inputs_embeds, attention_mask, notes, prompt_lengths = self.prepare(fmri, messages, max_new_tokens)
         if seed is not None:
             torch.manual_seed(seed)
-        kwargs = self._generate_kwargs(max_new_tokens, do_sample, temperature, top_p, distinct_concepts)
+        kwargs = self._generate_kwargs(max_new_tokens, do_sample, temperature, top_p, distinct_concepts, excluded_concepts)
         output = self.lm.generate(inputs_embeds=inputs_embeds, attention_mask=attention_mask, streamer=streamer, **kwargs)
         replies = []
         for row, ids in enumerate(output.tolist()):  # only the new tokens (generation from inputs_embeds)

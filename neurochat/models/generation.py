@@ -70,11 +70,15 @@ class NamesEachConceptOnce:
     whole word; a name inside another counts too, "dog" in "hot dog"); its spellings with a leading
     space, lower case and capitalised, are then banned (a multi-token spelling's last token after
     the others, as transformers' bad-words processor does).
+
+    `excluded` concepts count as named from the start: the answer never names them (the prompt of a
+    reconstruction after the user removed them from the brain must not ask the decoder to draw them).
     """
 
-    def __init__(self, tokenizer, concepts: Sequence[str]):
+    def __init__(self, tokenizer, concepts: Sequence[str], excluded: Sequence[str] = ()):
         self.tokenizer = tokenizer
-        self.concepts = list(dict.fromkeys(concepts))
+        self.concepts = list(dict.fromkeys([*concepts, *excluded]))
+        self.excluded = list(dict.fromkeys(excluded))
         self.spellings = {}
         for concept in self.concepts:
             forms = set(name_forms(concept))
@@ -87,7 +91,7 @@ class NamesEachConceptOnce:
             self.prompt_length = input_ids.shape[1]
         for row, ids in enumerate(input_ids[:, self.prompt_length :].tolist()):
             text = self.tokenizer.decode(ids, skip_special_tokens=True)
-            for concept in mentions(text, self.concepts):
+            for concept in dict.fromkeys([*self.excluded, *mentions(text, self.concepts)]):
                 for spelling in self.spellings[concept]:
                     if len(spelling) == 1 or ids[len(ids) - len(spelling) + 1 :] == spelling[:-1]:
                         scores[row, spelling[-1]] = -float("inf")
