@@ -62,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     probe = commands.add_parser("probe", help="linear object probe on the extractors' fMRI tokens (SimNSD)")
     _dataset_options(probe)
     probe.add_argument("--extractor", action="append", help="extractor folder (repeatable; default: ViT3D and flattened)")
-    for command in (recon, localize, caption):
+    for command in (decoder, recon, localize, caption):
         command.add_argument("--report", metavar="DIR", help="put these results into the report in DIR (from `all`) "
                              "and rewrite it, noting this command")  # fmt: skip
     everything = commands.add_parser("all", help="every evaluation into OUT/REPORT.md with its figures")
@@ -125,9 +125,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         out = Path(args.out)
         args.sweep_beta, args.figure = str(out), str(out)
+        args.decoder_figure, args.limit, args.seed, args.guidance = str(out / "decoder_oracle.png"), None, 0, None
         folders = baseline_dirs(preset.layout, preset.patch_sizes[0], dataset.subjects)
         results = {"extractor": evaluate_extractors(dataset, dataset_targets(dataset, vision), folders),
                    "caption": _caption(args, preset, dataset, vision),
+                   "decoder": _decoder(args, preset, dataset, vision),
                    "recon": _recon(args, preset, dataset, vision),
                    "localize": _localize(args, preset, dataset, vision)}  # fmt: skip
         command = "python -m neurochat.evaluate " + " ".join(sys.argv[1:] if argv is None else argv)
@@ -197,12 +199,13 @@ def _decoder(args, preset, dataset, vision) -> dict:
     print(f"decoder from the true CLIP embedding (β = 1, no prompt), {results['n']} test pictures: object_hit "
           f"{oracle['object_hit']:.1%}, CLIP two-way {oracle['clip_2way']:.1%}; stimuli object_hit "
           f"{results['stimuli']['object_hit']:.1%}; VAE round trip {ceiling['object_hit']:.1%} / {ceiling['clip_2way']:.1%}")  # fmt: skip
-    if args.figure:
+    figure = getattr(args, "decoder_figure", None) or (args.figure if args.what == "decoder" else None)
+    if figure:
         from neurochat.evaluate.figures import picture_rows
         from neurochat.evaluate.decoder import test_pictures
 
         stimuli = dataset.images(test_pictures(dataset, args.limit)[:12])
-        print(f"wrote {picture_rows([stimuli, pictures[:12]], args.figure)}")
+        print(f"wrote {picture_rows([stimuli, pictures[:12]], figure)}")
     return results
 
 

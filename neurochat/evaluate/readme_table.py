@@ -70,6 +70,12 @@ def readme_table(results: dict) -> str:
                      _join((flat_brief[k] for k in ("bleu1", "bleu4", "cider")), _number)
                      + f" / {_percent(flat_brief.get('concept_recall'))}",
                      _join(PAPER_TABLE1_BRIEF_FLATTENED.values(), _number) + " / —"))  # fmt: skip
+    decoder = results.get("decoder")
+    if decoder:
+        rows.append(("decoder alone from the true CLIP embedding (β = 1, no prompt): object_hit / CLIP two-way "
+                     "(the stimuli's object_hit)",
+                     f"{_percent(decoder['oracle']['object_hit'])} / {_percent(decoder['oracle']['clip_2way'])} "
+                     f"({_percent(decoder['stimuli']['object_hit'])})", "—"))  # fmt: skip
     recon = results.get("recon") or {}
     keys = ("pixcorr", "ssim")
     for name, protocol, what, paper in (
@@ -81,7 +87,10 @@ def readme_table(results: dict) -> str:
         m = (recon.get(name) or {}).get(protocol)
         if m:
             paper_cell = f"{_join((paper[k] for k in keys), _number)} / {_percent(paper['clip_2way'])}" if paper else "—"
-            rows.append((what, f"{_join((m[k] for k in keys), _number)} / {_percent(m['clip_2way'])}", paper_cell))
+            objects = f" / {_percent(m['object_hit'])}" if "object_hit" in m else ""
+            rows.append((what + (" / object_hit" if objects else ""),
+                         f"{_join((m[k] for k in keys), _number)} / {_percent(m['clip_2way'])}{objects}",
+                         paper_cell + (" / —" if objects else "")))  # fmt: skip
     localize = results.get("localize") or {}
     if localize.get("auc"):
         auc = localize["auc"]
@@ -100,6 +109,10 @@ def readme_table(results: dict) -> str:
                      "the removed concept falls below every other present one; CLIP-similarity drop removed vs others",
                      f"{_percent(ablation['removed_below_others'])} of {ablation['n']} cases; "
                      f"{_number(ablation['drop_removed'])} vs {_number(ablation['drop_others'])}", "pictures only"))  # fmt: skip
+        if ablation.get("scene_kept") is not None:
+            rows.append(("ablation, what the picture shows: the removed object below every other object / the scene kept",
+                         f"{_percent(ablation['removed_below_objects'])} of {ablation['objects_n']} / "
+                         f"{_percent(ablation['scene_kept'])} of {ablation['n']}", "pictures only"))  # fmt: skip
         embedding = ablation.get("embedding")
         if embedding:
             rows.append(("same, measured on the extractor's ẑ_c instead of the picture",

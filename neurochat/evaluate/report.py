@@ -19,8 +19,8 @@ import torch
 
 from neurochat.errors import DataError
 
-SECTION_TITLES = {"extractor": "feature extractor", "caption": "captioning", "recon": "reconstruction",
-                  "localize": "localization and ablation"}  # fmt: skip
+SECTION_TITLES = {"extractor": "feature extractor", "caption": "captioning", "decoder": "decoder from true embeddings",
+                  "recon": "reconstruction", "localize": "localization and ablation"}  # fmt: skip
 
 # The paper's numbers on NSD (Tables 1 and 2), for orientation next to the phantom's.
 PAPER_TABLE1_BRIEF = {"bleu1": 0.5719, "bleu4": 0.1585, "meteor": 0.1860, "rouge_l": 0.3667, "cider": 0.4951, "clip_s": 0.6549}
@@ -93,19 +93,33 @@ def write_report(results: dict, folder: Path, *, preset: str, dataset: str, seco
                   f"reconstruction prompts naming a true object: {_fmt(caption.get('reconstruction_prompt_hit_rate'), True)} "
                   f"as the explorer asks (each concept named once), {_fmt(caption.get('reconstruction_prompt_hit_rate_plain'), True)} "
                   "plain greedy.", ""]  # fmt: skip
+    decoder = results.get("decoder")
+    if decoder:
+        oracle, ceiling = decoder["oracle"], decoder["vae_round_trip"]
+        lines += ["## The decoder alone, from the true CLIP embedding (β = 1, no prompt, no fMRI)", "",
+                  f"On {decoder['n']} shared test pictures: the demo CLIP's zero-shot first choice over the object names "
+                  f"is one of the picture's objects (object_hit) in {_fmt(oracle['object_hit'], True)} of the decoder's "
+                  f"pictures; CLIP two-way {_fmt(oracle['clip_2way'], True)}. Ceiling: the stimuli themselves "
+                  f"{_fmt(decoder['stimuli']['object_hit'], True)}, their VAE round trip {_fmt(ceiling['object_hit'], True)} "
+                  f"(CLIP two-way {_fmt(ceiling['clip_2way'], True)}).", ""]  # fmt: skip
+        if (folder / "decoder_oracle.png").exists():
+            lines += ["![decoder oracle](decoder_oracle.png)", "", "Top: stimuli; bottom: the decoder from their true "
+                      "CLIP embeddings.", ""]  # fmt: skip
     recon = results.get("recon")
     if recon:
         lines += ["## Table 2 analog: visual reconstruction", "",
-                  "| row | protocol | PixCorr | SSIM | CLIP 2-way | AlexNet(2) | AlexNet(5) | Inception | EffNet-B | SwAV |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+                  "object_hit: the demo CLIP's zero-shot first choice over the object names is one of the picture's "
+                  "objects (a right background alone does not count).", "",
+                  "| row | protocol | PixCorr | SSIM | CLIP 2-way | object_hit | AlexNet(2) | AlexNet(5) | Inception | EffNet-B | SwAV |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
         for name, by_protocol in recon.items():
             if name == "beta_sweep" or not by_protocol:
                 continue
             for protocol, m in by_protocol.items():
                 lines.append(f"| {name} | {protocol} | {_fmt(m['pixcorr'])} | {_fmt(m['ssim'])} | {_fmt(m['clip_2way'], True)} | "
-                             f"{_fmt(m['alexnet2'])} | {_fmt(m['alexnet5'])} | {_fmt(m['inception'])} | {_fmt(m['effnet'])} | {_fmt(m['swav'])} |")  # fmt: skip
-        lines += [f"| paper (NSD) | averaged | {PAPER_TABLE2['pixcorr']} | {PAPER_TABLE2['ssim']} | 97.5% | 93.1% | 97.1% | 96.8% | 0.633 | 0.321 |",
-                  f"| paper (NSD) | single | {PAPER_TABLE2_SINGLE['pixcorr']} | {PAPER_TABLE2_SINGLE['ssim']} | 95.3% | 91.2% | 96.3% | 94.6% | 0.671 | 0.324 |",
+                             f"{_fmt(m.get('object_hit'), True)} | {_fmt(m['alexnet2'])} | {_fmt(m['alexnet5'])} | {_fmt(m['inception'])} | {_fmt(m['effnet'])} | {_fmt(m['swav'])} |")  # fmt: skip
+        lines += [f"| paper (NSD) | averaged | {PAPER_TABLE2['pixcorr']} | {PAPER_TABLE2['ssim']} | 97.5% | — | 93.1% | 97.1% | 96.8% | 0.633 | 0.321 |",
+                  f"| paper (NSD) | single | {PAPER_TABLE2_SINGLE['pixcorr']} | {PAPER_TABLE2_SINGLE['ssim']} | 95.3% | — | 91.2% | 96.3% | 94.6% | 0.671 | 0.324 |",
                   "", "AlexNet, Inception, EffNet-B and SwAV need weights that are not on this machine: n/a (pass "
                   "`--backbones DIR` with TorchScript exports to compute them).", ""]  # fmt: skip
         spreads = [m["seed_sd"] for name, by_protocol in recon.items() if name != "beta_sweep" and by_protocol
@@ -140,6 +154,10 @@ def write_report(results: dict, folder: Path, *, preset: str, dataset: str, seco
                   f"the removed concept's CLIP similarity fell more "
                   f"than every other present concept's in {_fmt(ablation['removed_below_others'], True)} of cases "
                   f"(mean drop {_fmt(ablation['drop_removed'])} vs {_fmt(ablation['drop_others'])} for the others)."]  # fmt: skip
+        if ablation.get("scene_kept") is not None:
+            lines += [f"What the ablated picture shows: the removed object scores below every other object in "
+                      f"{_fmt(ablation['removed_below_objects'], True)} of the {ablation['objects_n']} cases with another "
+                      f"object, and the picture's scene stays its top scene in {_fmt(ablation['scene_kept'], True)}."]  # fmt: skip
         embedding = ablation.get("embedding")
         if embedding:
             lines += [f"One step earlier, on the extractor's predicted CLIP embedding ẑ_c, the removed concept fell below "
