@@ -18,16 +18,14 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from neurochat.cli import run_main
+from neurochat.cli import add_dataset_options, run_main
 from neurochat.paths import ensure_simnsd
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python app.py", description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    parser.add_argument("--preset", choices=("demo", "paper"), default="demo")
-    parser.add_argument("--nsd-root", help="NSD tree (demo default: the SimNSD phantom, generated into the cache)")
-    parser.add_argument("--weights", help="weights folder (demo default: checkpoints/demo; paper: its weights root)")
+    add_dataset_options(parser, max_session=False)  # the explorer reads every session on disk
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--host", default="127.0.0.1", help="interface to serve on (0.0.0.0 for the network)")
     parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")

@@ -17,6 +17,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from neurochat.models.bundle import WeightsLayout
+
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::UserWarning")]  # gr.Warning outside a server
 
 
@@ -27,11 +29,11 @@ def micro_bundle_paths(request) -> tuple[Path, Path]:
     """
     given = os.environ.get("NEUROCHAT_MICRO_BUNDLE")
     if given:
-        manifest = json.loads((Path(given) / "manifest.json").read_text())
+        manifest = json.loads(WeightsLayout(given).manifest.read_text())
         return Path(given), Path(manifest["data"])
     sim_root = request.getfixturevalue("sim_root")
     out = request.getfixturevalue("tmp_path_factory").getbasetemp() / "micro-bundle"
-    manifest = out / "manifest.json"
+    manifest = WeightsLayout(out).manifest
     if not (manifest.exists() and "check" in json.loads(manifest.read_text())):
         from train import demo_bundle
 

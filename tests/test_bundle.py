@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+from neurochat.models.bundle import WeightsLayout
 from neurochat.paths import REPO_ROOT
 
 STAGES = ["vision_clip", "vision_vae", "vision", "extractor_vit3d_r7", "extractor_vit3d_r6", "extractor_vit3d_r5", "extractor_flattened_r7",
@@ -18,7 +19,7 @@ STAGES = ["vision_clip", "vision_vae", "vision", "extractor_vit3d_r7", "extracto
 
 
 def test_micro_chain_trains_every_stage_and_checks_the_explorer(micro_bundle):
-    manifest = json.loads((micro_bundle / "manifest.json").read_text())
+    manifest = json.loads(WeightsLayout(micro_bundle).manifest.read_text())
     assert set(manifest["stages"]) == set(STAGES)
     assert all(stage["done"] for stage in manifest["stages"].values())
     # built with --jobs 2: each stage ran in its own process with its own log, which is not part of the bundle
@@ -164,11 +165,11 @@ def test_scoring_a_bundle_again_keeps_the_records_of_files_left_out_of_git(micro
     bundle = tmp_path / "bundle"
     shutil.copytree(micro_bundle, bundle)
     left_out = "brainllm_flattened/projector.safetensors"  # not committed (60 MB budget), not needed to run
-    built = json.loads((bundle / "manifest.json").read_text())
+    built = json.loads(WeightsLayout(bundle).manifest.read_text())
     record = built["files"][left_out]
     (bundle / left_out).unlink()
     assert bundle_main(["--out", str(bundle), "--size", "micro", "--data", str(sim_root), "--only", "evaluate"]) == 0
-    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest = json.loads(WeightsLayout(bundle).manifest.read_text())
     assert manifest["files"][left_out] == record and "evaluation" in manifest
     # the build's command and time stay; the partial run is recorded beside them
     assert (manifest["command"], manifest["seconds_this_run"]) == (built["command"], built["seconds_this_run"])
@@ -235,7 +236,9 @@ def test_auto_precision_is_bf16_only_where_the_machine_multiplies_bf16_natively(
 def test_precision_bench_times_both_variants_of_the_demo_models(tmp_path, capsys):
     from neurochat.bench.__main__ import main as bench_main
 
-    if not (REPO_ROOT / "checkpoints/demo/unclip/vae/config.json").exists():
+    from neurochat.presets import get_preset
+
+    if not (get_preset("demo").unclip_dir / "vae" / "config.json").exists():
         pytest.skip("no committed demo bundle")
     assert bench_main(["precision", "--steps", "1", "--only", "vae", "extractor_r7", "--json", str(tmp_path / "p.json")]) == 0
     rows = json.loads((tmp_path / "p.json").read_text())["rows"]
@@ -280,12 +283,12 @@ def test_a_cut_off_decoder_run_resumes_where_it_stopped(micro_bundle, tmp_path):
     from neurochat.errors import ConfigError
     from train.unclip import main as unclip_main
 
-    argv = ["--clip", str(micro_bundle / "clip"), "--tiny", "--pool-size", "16", "--batch-size", "4",
+    argv = ["--clip", str(WeightsLayout(micro_bundle).clip_dir), "--tiny", "--pool-size", "16", "--batch-size", "4",
             "--no-progress", "--threads", "1", "--steps", "4", "--checkpoint-every", "1"]  # fmt: skip
     folders = {}
     for name in ("whole", "cut"):
         folders[name] = tmp_path / name
-        shutil.copytree(micro_bundle / "unclip", folders[name])
+        shutil.copytree(WeightsLayout(micro_bundle).unclip_dir, folders[name])
         shutil.rmtree(folders[name] / "unet")
     assert unclip_main([*argv, "--out", str(folders["whole"])]) == 0
     assert unclip_main([*argv, "--out", str(folders["cut"]), "--max-seconds", "0"]) == 0  # stops after one step

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from neurochat.evaluate.decoder import ObjectNamer, object_hit, object_hits
+from neurochat.models.bundle import WeightsLayout
 
 
 class _ColourCodedVision:
@@ -67,7 +68,7 @@ def test_the_oracle_on_a_bundle_without_a_decoder_says_what_to_run(micro_bundle,
 
     bundle = tmp_path / "bundle"
     shutil.copytree(micro_bundle, bundle)
-    shutil.rmtree(bundle / "unclip" / "unet")
+    shutil.rmtree(WeightsLayout(bundle).unclip_dir / "unet")
     with pytest.raises(ConfigError, match=r"lacks unet.*train\.unclip|lacks unet.*demo_bundle"):
         evaluate_main(["decoder", "--preset", "demo", "--weights", str(bundle), "--nsd-root", str(sim_root), "--limit", "2"])
 
@@ -93,9 +94,9 @@ def test_models_trained_on_another_simnsd_version_are_refused(micro_bundle, sim_
 
     bundle = tmp_path / "bundle"
     shutil.copytree(micro_bundle, bundle)
-    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest = json.loads(WeightsLayout(bundle).manifest.read_text())
     assert manifest["simnsd_version"] is not None  # the bundle says which brains it was trained on
     manifest["simnsd_version"] = 0
-    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    WeightsLayout(bundle).manifest.write_text(json.dumps(manifest))
     with pytest.raises(DataError, match=r"trained on version 0.*train\.demo_bundle"):
         evaluate_main(["decoder", "--preset", "demo", "--weights", str(bundle), "--nsd-root", str(sim_root), "--limit", "2"])

@@ -194,9 +194,10 @@ def test_the_same_command_trains_the_same_model(sim_root, tmp_path):
 
 
 def test_committed_extractor_reloads_identically():
-    from neurochat.paths import CHECKPOINTS
+    from neurochat.models.bundle import main_extractor_dir
+    from neurochat.presets import get_preset
 
-    folder = CHECKPOINTS / "demo/extractor/vit3d_r7"
+    folder = main_extractor_dir(get_preset("demo"))
     if not (folder / "config.json").exists():
         pytest.skip("no committed demo extractor")
     a, b = load_extractor(folder), load_extractor(folder)

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from neurochat.errors import ConfigError, DataError
+from neurochat.models.bundle import WeightsLayout
 from neurochat.models.vision import ClipPreprocessing, VisionEncoders
-from neurochat.paths import CHECKPOINTS
 from neurochat.presets import PAPER_HUB_IDS, get_preset
 from neurochat.vocabulary import CONCEPT_NAMES
 from neurochat.training.vision import (
@@ -55,7 +55,7 @@ def weights_root(tmp_path_factory, tiny_pool) -> Path:
     vae.register_to_config(scaling_factor=TINY_SCALING_FACTOR)
     preprocessing = ClipPreprocessing(32, 32, 32, TINY_MEAN, TINY_STD)
     built = tmp_path_factory.mktemp("built")
-    clip_dir, unclip_dir = save_clip_parts(built, clip, tokenizer, preprocessing), built / "unclip"
+    clip_dir, unclip_dir = save_clip_parts(built, clip, tokenizer, preprocessing), WeightsLayout(built).unclip_dir
     save_vae(built, vae)
 
     root = tmp_path_factory.mktemp("weights")
@@ -252,7 +252,8 @@ def test_concept_prompts_match_every_picture_with_the_concept(tiny_pool):
 
 def test_training_entry_point_smoke(tmp_path):
     """Two steps of each model through `train.vision.main`, then the outputs load and describe themselves."""
-    from train.vision import MANIFEST, main
+    from neurochat.models.bundle import VISION_MANIFEST as MANIFEST
+    from train.vision import main
 
     out = tmp_path / "demo"
     argv = ["--out", str(out), "--clip-steps", "2", "--vae-steps", "2", "--pool-size", "16", "--eval-size", "8",
@@ -261,7 +262,8 @@ def test_training_entry_point_smoke(tmp_path):
 
     for folder in ["clip", "unclip/vae", "unclip/image_encoder", "unclip/text_encoder", "unclip/tokenizer", "unclip/feature_extractor"]:
         assert (out / folder).is_dir(), folder
-    assert not (out / "unclip" / "unet").exists() and not (out / "unclip" / "model_index.json").exists()
+    unclip_dir = WeightsLayout(out).unclip_dir
+    assert not (unclip_dir / "unet").exists() and not (unclip_dir / "model_index.json").exists()
 
     manifest = json.loads((out / MANIFEST).read_text())
     assert manifest["components"]["clip"]["steps"] == 2 and manifest["components"]["vae"]["steps"] == 2
@@ -288,7 +290,7 @@ def test_training_entry_point_smoke(tmp_path):
     assert encoders.scaling_factor == pytest.approx(manifest["components"]["vae"]["scaling_factor"])
 
 
-@pytest.mark.skipif(not (CHECKPOINTS / "demo" / "clip").exists(), reason="the demo vision models are not built")
+@pytest.mark.skipif(not get_preset("demo").clip_dir.exists(), reason="the demo vision models are not built")
 def test_committed_demo_models_reload_identically():
     demo = get_preset("demo")
     pictures = PoolPictures.render(seed=0, n=4, size=demo.image_size, first=10**6)
@@ -304,11 +306,11 @@ def test_committed_demo_models_reload_identically():
 
     # the committed weights are the ones the bundle manifest describes (later stages rewrite some of
     # the vision stage's files: the decoder fine-tunes the unCLIP text encoder, the pack step halves them)
-    manifest_path = CHECKPOINTS / "demo" / "manifest.json"
+    manifest_path = demo.layout.manifest
     records = json.loads(manifest_path.read_text()).get("files", {}) if manifest_path.exists() else {}
     for relative, record in records.items():
         if relative.startswith(("clip/", "unclip/vae/", "unclip/image_encoder/")):
-            assert hashlib.sha256((CHECKPOINTS / "demo" / relative).read_bytes()).hexdigest() == record["sha256"], relative
+            assert hashlib.sha256((demo.layout.root / relative).read_bytes()).hexdigest() == record["sha256"], relative
 
 
 def test_the_vae_trains_under_bf16_autocast_with_float32_weights(tiny_pool):

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from neurochat.models.bundle import WeightsLayout
 from neurochat.sim.config import SUBJECTS
 
 DEMO_EXTRACTOR_EPOCHS = 8  # the localization ensemble's r = 6 / 5 and the per-subject models
@@ -20,6 +21,7 @@ def stage_commands(size: str, out: Path, data: Path, threads: int | None = None,
                    mixed_precision: str = "no") -> dict[str, list[tuple[str, list[str]]]]:  # fmt: skip
     """For each stage, the (module, argv) runs it is made of."""
     micro = size == "micro"
+    bundle = WeightsLayout(out)
     thread_option = ["--threads", str(threads)] if threads else []
     # bf16 autocast where it pays (neurochat/training/precision.py): the VAE, the extractors and the LLM
     # stages; the UnCLIP decoder gains nothing from it and CLIP's gain is not yet measured cleanly: float32
@@ -39,18 +41,19 @@ def stage_commands(size: str, out: Path, data: Path, threads: int | None = None,
     extractors = {}
     for r in (7, 6, 5):  # the main model first, then the rest of the localization ensemble
         count = LLM_EXTRACTOR_EPOCHS if r == 7 else DEMO_EXTRACTOR_EPOCHS
-        extractors[f"extractor_vit3d_r{r}"] = ["--patch-size", str(r), *epochs(count), *bf16, "--out", str(out / "extractor" / f"vit3d_r{r}")]
+        extractors[f"extractor_vit3d_r{r}"] = ["--patch-size", str(r), *epochs(count), *bf16,
+                                               "--out", str(bundle.extractor_dir("vit3d", r))]  # fmt: skip
     extractors["extractor_flattened_r7"] = ["--layout", "flattened", *epochs(LLM_EXTRACTOR_EPOCHS), *bf16,
-                                            "--out", str(out / "extractor" / "flattened_r7")]  # fmt: skip
+                                            "--out", str(bundle.extractor_dir("flattened", 7))]  # fmt: skip
     for subject in SUBJECTS:  # the "w/o C_Subj" models, one per SimNSD subject
         extractors[f"extractor_{subject}_r7"] = ["--subject", subject, *epochs(DEMO_EXTRACTOR_EPOCHS), *bf16,
-                                                 "--out", str(out / "extractor" / "subject_specific_r7" / subject)]  # fmt: skip
+                                                 "--out", str(bundle.extractor_dir("subject_specific", 7, subject))]  # fmt: skip
     vision = ["--out", str(out), "--no-progress", *thread_option] + (["--clip-steps", "3", "--vae-steps", "3", "--pool-size", "128", "--eval-size", "64",
                                                        "--clip-batch-size", "16", "--vae-batch-size", "8"] if micro else [])
     # The decoder's schedule is a step count, not a time, so a rebuild trains the same decoder on any
     # machine; it is the longest stage and resumes from its saved state when the command runs again.
     decoder_recipe = ["--tiny", "--steps", "2", "--pool-size", "64", "--batch-size", "8"] if micro else []
-    decoder = ["--out", str(out / "unclip"), "--clip", str(out / "clip"), "--no-progress", *thread_option, *decoder_recipe]
+    decoder = ["--out", str(bundle.unclip_dir), "--clip", str(bundle.clip_dir), "--no-progress", *thread_option, *decoder_recipe]
     llm_quick = ["--max-steps", "2"] if micro else []
     llm = ["--preset", "demo", *weights, *nsd, "--no-progress", *thread_option, *bf16]
     return {
@@ -66,10 +69,10 @@ def stage_commands(size: str, out: Path, data: Path, threads: int | None = None,
         "llm2": [("train.llm", ["--stage", "2", *llm, *llm_quick])],
         # "w/o ViT3D" of Table 1: the same recipe on the flattened-voxel extractor
         "llm_flattened": [
-            ("train.llm", ["--stage", "1", *llm, *llm_quick, "--extractor", str(out / "extractor" / "flattened_r7"),
-                           "--out", str(out / "brainllm_flattened_stage1")]),
-            ("train.llm", ["--stage", "2", *llm, *llm_quick, "--extractor", str(out / "extractor" / "flattened_r7"),
-                           "--init", str(out / "brainllm_flattened_stage1"), "--out", str(out / "brainllm_flattened")]),
+            ("train.llm", ["--stage", "1", *llm, *llm_quick, "--extractor", str(bundle.extractor_dir("flattened", 7)),
+                           "--out", str(bundle.brainllm_dir("flattened", 1))]),
+            ("train.llm", ["--stage", "2", *llm, *llm_quick, "--extractor", str(bundle.extractor_dir("flattened", 7)),
+                           "--init", str(bundle.brainllm_dir("flattened", 1)), "--out", str(bundle.brainllm_dir("flattened", 2))]),
         ],
     }
 

@@ -7,8 +7,8 @@
     accelerate launch -m train.extractor --preset paper --weights W --nsd-root /data/nsd --max-session 37
 
 Writes a self-describing checkpoint (weights + config + preprocessing parameters) to --out, by
-default PRESET_EXTRACTORS/<layout>_r<r> (or subject_specific_r<r>/<subject>). Interrupted runs
-resume from their last finished epoch.
+default the preset's folder for this layout, patch size and subject (`WeightsLayout.extractor_dir`
+in neurochat/models/bundle.py). Interrupted runs resume from their last finished epoch.
 """
 
 from __future__ import annotations
@@ -18,23 +18,22 @@ import logging
 from pathlib import Path
 from typing import Sequence
 
-from neurochat.cli import add_verbosity_options, configure_logging, run_main
+from neurochat.cli import add_dataset_options, add_verbosity_options, configure_logging, run_main
+from neurochat.models.bundle import WeightsLayout
 
 log = logging.getLogger(__name__)
 
 
-def default_output(extractor_dir: Path, layout: str, patch_size: int, subjects: list[str] | None) -> Path:
+def default_output(weights: WeightsLayout, layout: str, patch_size: int, subjects: list[str] | None) -> Path:
+    """Where a run writes without --out: one subject's run is that subject's "w/o C_Subj" model."""
     if subjects and len(subjects) == 1:
-        return extractor_dir / f"subject_specific_r{patch_size}" / subjects[0]
-    return extractor_dir / f"{layout}_r{patch_size}"
+        return weights.extractor_dir("subject_specific", patch_size, subjects[0])
+    return weights.extractor_dir(layout, patch_size)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m train.extractor", description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", choices=("demo", "paper"), default="demo")
-    parser.add_argument("--weights", help="paper preset: weights root (see neurochat/presets.py)")
-    parser.add_argument("--nsd-root", help="NSD tree (demo default: the cached SimNSD demo, generated if needed)")
-    parser.add_argument("--max-session", type=int, help="ignore later sessions (37: the classic split)")
+    add_dataset_options(parser)
     parser.add_argument("--patch-size", type=int, help="r (default: the preset's main size, 7 demo / 14 paper)")
     parser.add_argument("--layout", choices=("vit3d", "flattened"), default="vit3d")
     parser.add_argument("--subject", action="append", help="train on these subjects only (repeatable)")
@@ -105,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     bundle = ExtractorBundle(model, preprocessor, info)
 
     # 4. Train and save
-    out = Path(args.out) if args.out else default_output(preset.extractor_dir, args.layout, patch_size, args.subject)
+    out = Path(args.out) if args.out else default_output(preset.layout, args.layout, patch_size, args.subject)
     n_parameters = sum(p.numel() for p in model.parameters())
     log.info(f"training {args.layout} r={patch_size} ({n_parameters / 1e6:.2f} M parameters, N={config.n_tokens}) "
              f"on {len(bank.subjects)} subject(s) → {out}")  # fmt: skip

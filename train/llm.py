@@ -16,8 +16,9 @@ each stage's command and seconds; `python -m train.demo_bundle --out checkpoints
 each. With another job on the machine, prefer --threads 1: two threads contending for the cores
 are several times slower.
 
-Outputs (override with --out): stage 0 → the preset's LLM folder; stage 1 → PRESET/brainllm_stage1;
-stage 2 → PRESET/brainllm (what the explorer loads). Stage 1 and LoRA folders reference the base LM
+Outputs (override with --out): stage 0 → the preset's LLM folder; stages 1 and 2 → the preset's
+fMRI-LLM folders of those stages (stage 2's is what the explorer loads; `WeightsLayout.brainllm_dir`
+in neurochat/models/bundle.py names them). Stage 1 and LoRA folders reference the base LM
 instead of copying it. Interrupted runs resume from their last saved epoch (or --save-every step).
 """
 
@@ -28,7 +29,7 @@ import logging
 from pathlib import Path
 from typing import Sequence
 
-from neurochat.cli import add_verbosity_options, configure_logging, run_main
+from neurochat.cli import add_dataset_options, add_verbosity_options, configure_logging, run_main
 from neurochat.language import TASKS
 
 log = logging.getLogger(__name__)
@@ -37,10 +38,7 @@ log = logging.getLogger(__name__)
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m train.llm", description=__doc__.splitlines()[0])
     parser.add_argument("--stage", type=int, choices=(0, 1, 2), required=True)
-    parser.add_argument("--preset", choices=("demo", "paper"), default="demo")
-    parser.add_argument("--weights", help="paper preset: weights root (see neurochat/presets.py)")
-    parser.add_argument("--nsd-root", help="NSD tree (demo default: the cached SimNSD demo, generated if needed)")
-    parser.add_argument("--max-session", type=int, help="ignore later sessions (37: the classic split)")
+    add_dataset_options(parser)
     parser.add_argument("--subject", action="append", help="train on these subjects only (repeatable)")
     parser.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS), help="extension sample kinds (App. A.2)")
     parser.add_argument("--extractor", help="stages 1–2: extractor checkpoint (default: the preset's main ViT3D)")
@@ -146,15 +144,13 @@ def _stage12(args, preset, config, dataset, train, test, data_facts, accelerator
 
     from neurochat.data import TrialBank
     from neurochat.errors import ConfigError
-    from neurochat.models.brainllm import BrainLLM, extractor_facts, load_brainllm, preset_brainllm_dir
+    from neurochat.models.brainllm import BrainLLM, extractor_facts, load_brainllm
+    from neurochat.models.bundle import main_extractor_dir
     from neurochat.models.extractor import load_extractor
     from neurochat.training.llm import STATE_DIR, example_reply, extract_fmri, finish, fmri_key, train_brainllm
 
     # 2. The frozen extractor and its fMRI tokens for every sample we will read
-    from train.extractor import default_output
-
-    main_extractor = default_output(preset.extractor_dir, "vit3d", preset.patch_sizes[0], None)  # train.extractor's
-    extractor_dir = Path(args.extractor) if args.extractor else main_extractor
+    extractor_dir = Path(args.extractor) if args.extractor else main_extractor_dir(preset)
     if not (extractor_dir / "model.safetensors").exists():
         raise ConfigError(f"no extractor checkpoint at {extractor_dir}: train it first "
                           f"(`python -m train.extractor --preset {args.preset}`) or pass --extractor DIR")  # fmt: skip
@@ -164,7 +160,7 @@ def _stage12(args, preset, config, dataset, train, test, data_facts, accelerator
     bundle.info["checkpoint"] = f"{facts['folder']}#{facts['sha256_16']}"
 
     # 3. The model: a new projector over the LLM (stage 1), or the stage-1 result (stage 2)
-    out = Path(args.out) if args.out else preset_brainllm_dir(preset, args.stage)
+    out = Path(args.out) if args.out else preset.layout.brainllm_dir("vit3d", args.stage)
     if args.stage == 1:
         lm_dir = Path(args.llm) if args.llm else preset.llm_dir
         if not (lm_dir / "config.json").exists():
@@ -174,7 +170,7 @@ def _stage12(args, preset, config, dataset, train, test, data_facts, accelerator
                                              device=accelerator.device, extractor=facts, seed=config.seed)  # fmt: skip
         previous = {}
     else:
-        init = Path(args.init) if args.init else preset_brainllm_dir(preset, 1)
+        init = Path(args.init) if args.init else preset.layout.brainllm_dir("vit3d", 1)
         model = load_brainllm(init, dtype=dtype, device=accelerator.device)
         if model.has_adapter:
             raise ConfigError(f"{init} holds LoRA adapters; stage 2 starts from a stage-1 folder (projector only)")

@@ -32,7 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from neurochat.cli import write_json
+from neurochat.cli import add_dataset_options, write_json
 
 # What a person should wait at most, demo preset on 2 CPU cores. first_localize_s has none: a once-per-subject
 # wait, reported.
@@ -53,9 +53,7 @@ print(json.dumps({"seconds": time.perf_counter() - started}))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", choices=("demo", "paper"), default="demo")
-    parser.add_argument("--weights", help="weights folder (demo default: checkpoints/demo)")
-    parser.add_argument("--nsd-root", help="NSD tree (demo default: the cached SimNSD demo, generated if needed)")
+    add_dataset_options(parser, max_session=False)
     parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
     parser.add_argument("--runs", type=int, default=5, help="timed runs per step; the median is reported (default: 5)")
     parser.add_argument("--cold-runs", type=int, default=1,

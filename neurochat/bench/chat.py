@@ -17,15 +17,13 @@ import statistics
 import time
 from pathlib import Path
 
-from neurochat.cli import write_json
+from neurochat.cli import add_dataset_options, write_json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", choices=("demo", "paper"), default="demo")
-    parser.add_argument("--weights", help="paper preset: weights root (see neurochat/presets.py)")
+    add_dataset_options(parser, max_session=False)
     parser.add_argument("--brainllm", help="a trained BrainLLM folder (default: the preset's)")
     parser.add_argument("--extractor", help="extractor checkpoint (default: the one the BrainLLM was trained with)")
-    parser.add_argument("--nsd-root", help="NSD tree (demo default: the cached SimNSD demo, generated if needed)")
     parser.add_argument("--runs", type=int, default=5, help="timed runs; the median is reported (default: 5)")
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32")
@@ -41,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
     from neurochat.data import TrialBank
     from neurochat.errors import ConfigError
     from neurochat.language import BRIEF_INSTRUCTIONS
-    from neurochat.models.brainllm import CONFIG_NAME, load_brainllm, preset_brainllm_dir, trained_extractor_dir
+    from neurochat.models.brainllm import load_brainllm, trained_extractor_dir
+    from neurochat.models.bundle import has_brainllm
     from neurochat.models.extractor import load_extractor
     from neurochat.nsd import NSDDataset
     from neurochat.paths import ensure_simnsd
@@ -55,8 +54,8 @@ def run(args: argparse.Namespace) -> int:
 
     # 1. The BrainLLM, and the extractor it was trained with
     preset = get_preset(args.preset, args.weights)
-    folder = Path(args.brainllm) if args.brainllm else preset_brainllm_dir(preset)
-    if not (folder / CONFIG_NAME).exists():
+    folder = Path(args.brainllm) if args.brainllm else preset.layout.brainllm_dir()
+    if not has_brainllm(folder):
         raise ConfigError(
             f"no trained BrainLLM at {folder}: train it with `python -m train.llm --stage 0 --preset {args.preset}` "
             f"(demo only), then `--stage 1` and `--stage 2`, or pass --brainllm DIR"

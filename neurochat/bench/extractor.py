@@ -12,15 +12,12 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
-import torch
-
-from neurochat.cli import write_json
+from neurochat.cli import add_nsd_root_option, add_preset_option, write_json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", choices=("demo", "paper"), default="paper")
-    parser.add_argument("--nsd-root", help="build the union mask from this tree's nsdgeneral masks")
+    add_preset_option(parser, default="paper")  # a randomly initialised model: no --weights
+    add_nsd_root_option(parser)  # the paper preset without it: a synthetic union mask of NSD's size
     parser.add_argument("--patch-size", type=int, help="default: the preset's main size (14 paper, 7 demo)")
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--device", default="cpu")
@@ -53,6 +50,9 @@ def build(preset_name: str, nsd_root: str | None, patch_size: int | None):
 
 
 def run(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
     model, preprocessor = build(args.preset, args.nsd_root, args.patch_size)
     model.to(args.device).train()
     config = model.config

@@ -19,26 +19,24 @@ import statistics
 import tempfile
 import time
 
-import numpy as np
-import torch
-
-from neurochat.cli import write_json
+from neurochat.cli import add_dataset_options, write_json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", choices=("demo", "paper"), default="demo")
-    parser.add_argument("--weights", help="weights root (paper) or another demo bundle folder")
-    parser.add_argument("--nsd-root", help="NSD tree (demo default: the cached SimNSD demo)")
+    add_dataset_options(parser, max_session=False)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--concept", default="dog")
     parser.add_argument("--json", metavar="PATH", help="also write the numbers to this JSON file")
 
 
 def run(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
     from neurochat.ablate import ablate
     from neurochat.localize import ConceptLocalizer, dataset_references
     from neurochat.models import quiet_libraries
-    from neurochat.models.extractor import load_extractor
+    from neurochat.models.bundle import load_ensemble
     from neurochat.models.unclip import load_unclip
     from neurochat.models.vision import VisionEncoders
     from neurochat.nsd import NSDDataset
@@ -49,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     quiet_libraries()
     preset = get_preset(args.preset, args.weights)
     dataset = NSDDataset(args.nsd_root or ensure_simnsd("demo"))
-    ensemble = [load_extractor(preset.extractor_dir / f"vit3d_r{r}") for r in preset.patch_sizes]
+    ensemble = load_ensemble(preset)
     vision = VisionEncoders.from_preset(preset)
     localizer = ConceptLocalizer(ensemble, vision, references=dataset_references(dataset, ensemble))
     reconstructor = Reconstructor(load_unclip(preset))

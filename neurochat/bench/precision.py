@@ -23,18 +23,18 @@ import copy
 import time
 
 from neurochat.bench.training import alternate
-from neurochat.cli import write_json
+from neurochat.cli import add_weights_option, write_json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=6, help="timed steps per variant, after 2 warm-up steps (default: 6)")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default: 1)")
-    parser.add_argument("--weights", help="demo bundle whose models to time (default: checkpoints/demo)")
+    add_weights_option(parser)  # a demo bundle: these are the demo's models
     parser.add_argument("--only", nargs="+", help="time only these models (names as printed, e.g. vae unet)")
     parser.add_argument("--json", metavar="PATH", help="also write the numbers to this JSON file")
 
 
-def _models(weights, only):
+def _models(preset, only):
     """(name, model, batches, loss(model, batch)) of each model the demo bundle trains, float32, train mode."""
     import torch
     import torch.nn.functional as F
@@ -43,6 +43,7 @@ def _models(weights, only):
 
     from neurochat.models.brainllm import load_brainllm
     from neurochat.models.extractor import alignment_loss, load_extractor
+    from neurochat.models.vision import VAE_SUBFOLDER
     from neurochat.training.llm import DEMO_STAGE_SETTINGS
     from neurochat.training.unclip import DecoderTrainConfig
     from neurochat.training.vision import ClipConfig, VaeConfig, VaeWithKl, multi_positive_contrastive_loss, vae_loss
@@ -56,27 +57,27 @@ def _models(weights, only):
         return not only or name in only
 
     if wanted("clip"):
-        clip = CLIPModel.from_pretrained(weights / "clip").float()
+        clip = CLIPModel.from_pretrained(preset.clip_dir).float()
         config = ClipConfig()
         batches = [{"input_ids": torch.randint(0, clip.config.text_config.vocab_size, (config.batch_size, 16), generator=generator),
                     "pixel_values": randn(config.batch_size, 3, config.image_size, config.image_size)} for _ in range(2)]  # fmt: skip
         eye = torch.eye(config.batch_size)
         yield "clip", clip, batches, lambda m, b: multi_positive_contrastive_loss(m(**b).logits_per_image, eye)
     if wanted("vae"):
-        vae = VaeWithKl(AutoencoderKL.from_pretrained(weights / "unclip" / "vae").float())
+        vae = VaeWithKl(AutoencoderKL.from_pretrained(preset.unclip_dir / VAE_SUBFOLDER).float())
         config = VaeConfig()
 
         yield ("vae", vae, [randn(config.batch_size, 3, config.image_size, config.image_size).clamp(-1, 1) for _ in range(2)],
                lambda m, sample: vae_loss(*m(sample), sample, config))  # fmt: skip
     for r in (7, 5):
         if wanted(f"extractor_r{r}"):
-            bundle = load_extractor(weights / "extractor" / f"vit3d_r{r}")
+            bundle = load_extractor(preset.layout.extractor_dir("vit3d", r))
             c = bundle.config
             batches = [(randn(32, c.n_tokens, c.token_dim), randn(32, c.clip_dim), randn(32, *c.latent_shape)) for _ in range(2)]
             yield (f"extractor_r{r}", bundle.model.float(), batches,
                    lambda m, b, alpha=c.alpha: alignment_loss(m(b[0]), b[1], b[2], alpha)[0])  # fmt: skip
     if wanted("unet"):
-        unet = UNet2DConditionModel.from_pretrained(weights / "unclip" / "unet").float()
+        unet = UNet2DConditionModel.from_pretrained(preset.unclip_dir / "unet").float()
         config, c = DecoderTrainConfig(), unet.config
         batches = [dict(sample=randn(config.batch_size, c.in_channels, c.sample_size, c.sample_size),
                         timestep=torch.randint(0, 1000, (config.batch_size,), generator=generator),
@@ -84,7 +85,7 @@ def _models(weights, only):
                         class_labels=randn(config.batch_size, c.projection_class_embeddings_input_dim)) for _ in range(2)]  # fmt: skip
         yield "unet", unet, batches, lambda m, b: F.mse_loss(m(**b).sample, b["sample"])
     if wanted("llm_stage0") or wanted("llm_stage1") or wanted("llm_stage2"):
-        brainllm = load_brainllm(weights / "brainllm").float()
+        brainllm = load_brainllm(preset.layout.brainllm_dir()).float()
         vocab = brainllm.lm.config.vocab_size
     if wanted("llm_stage0"):
         size = DEMO_STAGE_SETTINGS[0]["batch_size"]
@@ -118,20 +119,19 @@ def _models(weights, only):
 
 def run(args: argparse.Namespace) -> int:
     import platform
-    from pathlib import Path
 
     import torch
 
-    from neurochat.paths import CHECKPOINTS
+    from neurochat.presets import get_preset
     from neurochat.training.precision import autocast, native_bf16
 
     torch.set_num_threads(args.threads)
-    weights = Path(args.weights) if args.weights else CHECKPOINTS / "demo"
+    preset = get_preset("demo", args.weights)
     native = native_bf16("cpu")
     print(f"CPU {platform.processor() or platform.machine()}: {'native bf16' if native else 'NO native bf16 (emulated, slow)'}; "
           f"{args.threads} thread(s), median of {args.steps} steps after 2 warm-up steps")  # fmt: skip
     rows = []
-    for name, model, batches, loss_of in _models(weights, args.only):
+    for name, model, batches, loss_of in _models(preset, args.only):
         copies, first_losses = {"no": model.train(), "bf16": copy.deepcopy(model).train()}, {}
 
         def stepper(precision):

@@ -14,15 +14,15 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from typing import Any, Callable
-
-import numpy as np
-import scipy.ndimage
-import torch
+from typing import TYPE_CHECKING, Any, Callable
 
 from neurochat.cli import write_json
 from neurochat.sim.config import NSD_GRIDS_XYZ, SUBJECTS
-from neurochat.preprocess import PAPER_COMMON_GRID, PAPER_PATCH_SIZES, PatchPreprocessor, PreprocessConfig
+
+# numpy, scipy, torch and neurochat.preprocess are imported where used, so that
+# `python -m neurochat.bench --help` (which reads every benchmark's options) answers at once
+if TYPE_CHECKING:
+    import numpy as np
 
 # NSD func1pt8mm grids (X, Y, Z) of the paper's four subjects (see design/NSD_FORMAT.md).
 NSD_NATIVE_GRIDS = {subject: NSD_GRIDS_XYZ[subject] for subject in SUBJECTS}
@@ -38,8 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=_positive_int, default=32, help="volumes per subject (default: 32)")
     parser.add_argument("--repeats", type=_positive_int, default=3,
                         help="timed repeats; the median rate is reported (default: 3)")
-    parser.add_argument("--patch-size", type=_positive_int, default=PAPER_PATCH_SIZES[0],
-                        help="r (default: 14, the paper's)")
+    parser.add_argument("--patch-size", type=_positive_int, help="r (default: the paper's main size, 14)")
     parser.add_argument("--threads", type=_positive_int, default=None,
                         help="torch intra-op threads (default: torch's own choice, one per core)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the mask and the volumes (default: 0)")
@@ -64,6 +63,8 @@ def synthetic_union_mask(
     lies) form the mask. The orientation does not matter for timing; the voxel count and the number
     of kept patches are what make the work realistic.
     """
+    import numpy as np
+
     rng = np.random.default_rng(seed)
     x, y, z = np.meshgrid(*(np.linspace(-1.0, 1.0, n) for n in grid), indexing="ij")  # each (X, Y, Z)
     radius = np.sqrt(x**2 + y**2 + z**2) / 0.95
@@ -86,6 +87,9 @@ def _patches(padded: np.ndarray, r: int) -> np.ndarray:
 
 def reference_tokens(volume: np.ndarray, union_mask: np.ndarray, r: int, kept: np.ndarray) -> np.ndarray:
     """The plain pipeline, one volume at a time: zoom → mask → pad → patches → keep. Returns (N, r³)."""
+    import numpy as np
+    import scipy.ndimage
+
     grid = union_mask.shape
     resized = scipy.ndimage.zoom(volume, np.divide(grid, volume.shape), order=1)
     if resized.shape != grid:  # zoom rounds its output shape; crop or pad to the grid exactly
@@ -106,7 +110,12 @@ def _timed(one_pass: Callable[[], Any], n_volumes: int) -> tuple[float, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    grid, r = PAPER_COMMON_GRID, args.patch_size
+    import numpy as np
+    import torch
+
+    from neurochat.preprocess import PAPER_COMMON_GRID, PAPER_PATCH_SIZES, PatchPreprocessor, PreprocessConfig
+
+    grid, r = PAPER_COMMON_GRID, args.patch_size or PAPER_PATCH_SIZES[0]
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     rng = np.random.default_rng(args.seed)

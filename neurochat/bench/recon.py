@@ -12,15 +12,11 @@ import argparse
 import statistics
 import time
 
-import torch
-
-from neurochat.cli import write_json
+from neurochat.cli import add_dataset_options, write_json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", choices=("demo", "paper"), default="demo")
-    parser.add_argument("--weights", help="weights root (paper) or another demo bundle folder")
-    parser.add_argument("--nsd-root", help="NSD tree (demo default: the cached SimNSD demo)")
+    add_dataset_options(parser, max_session=False)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--steps", type=int, default=None, help="default: the reconstruction default (20)")
     parser.add_argument("--device", default="cpu")
@@ -38,8 +34,10 @@ def _median_seconds(function, runs: int) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     from neurochat.models import quiet_libraries
-    from neurochat.models.extractor import load_extractor
+    from neurochat.models.bundle import load_main_extractor
     from neurochat.models.unclip import load_unclip
     from neurochat.nsd import NSDDataset
     from neurochat.paths import ensure_simnsd
@@ -49,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     quiet_libraries()
     preset = get_preset(args.preset, args.weights)
     dataset = NSDDataset(args.nsd_root or ensure_simnsd("demo"))
-    bundle = load_extractor(preset.extractor_dir / f"vit3d_r{preset.patch_sizes[0]}", device=args.device)
+    bundle = load_main_extractor(preset, device=args.device)
     reconstructor = Reconstructor(load_unclip(preset, device=args.device))
     steps = args.steps or DEFAULT_STEPS
     volume = dataset.read_trial(dataset.subjects[0], int(dataset.trials(dataset.subjects[0]).trial[0]))

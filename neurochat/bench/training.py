@@ -27,7 +27,7 @@ import statistics
 import time
 import types
 
-from neurochat.cli import write_json
+from neurochat.cli import add_nsd_root_option, add_weights_option, write_json
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +37,8 @@ EXTRACTORS = (("vit3d", 7), ("vit3d", 6), ("vit3d", 5), ("flattened", 7))
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=12, help="timed steps per variant, after 2 warm-up steps (default: 12)")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default: 1)")
-    parser.add_argument("--nsd-root", help="NSD tree (default: the cached SimNSD demo, generated if needed)")
-    parser.add_argument("--weights", help="demo bundle whose vision models and BrainLLM to use (default: checkpoints/demo)")
+    add_nsd_root_option(parser)
+    add_weights_option(parser)  # a demo bundle: its vision models and fMRI-LLM
     parser.add_argument("--json", metavar="PATH", help="also write the numbers to this JSON file")
 
 
@@ -123,13 +123,14 @@ def llm_pairs(root, preset, steps: int) -> list[dict]:
     from neurochat.data import TrialBank
     from neurochat.errors import ConfigError
     from neurochat.language import build_extension
-    from neurochat.models.brainllm import CONFIG_NAME, load_brainllm, preset_brainllm_dir, trained_extractor_dir
+    from neurochat.models.brainllm import load_brainllm, trained_extractor_dir
+    from neurochat.models.bundle import has_brainllm
     from neurochat.models.extractor import load_extractor
     from neurochat.nsd import NSDDataset
     from neurochat.training.llm import ConversationSet, collate_conversations, extract_fmri, fmri_key
 
-    folder = preset_brainllm_dir(preset)
-    if not (folder / CONFIG_NAME).exists():
+    folder = preset.layout.brainllm_dir()
+    if not has_brainllm(folder):
         raise ConfigError(f"no trained BrainLLM at {folder}: pass --weights, a demo bundle (train.demo_bundle)")
     dataset = NSDDataset(root)
     train, _, _ = build_extension(dataset, seed=0)
