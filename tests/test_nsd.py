@@ -55,7 +55,7 @@ def test_trial_command_agrees_with_the_design_file(sim_root, capsys):
     subjectim = mat["subjectim"].astype(int)
     shared = set(mat["sharedix"].reshape(-1).astype(int) - 1)
     for subject, trial in [("subj01", 0), ("subj02", 59), ("subj07", 60), ("subj05", 119)]:
-        nsd_main(["trial", "--root", str(sim_root), "--subject", subject, "--index", str(trial), "--json"])
+        nsd_main(["trial", "--nsd-root", str(sim_root), "--subject", subject, "--index", str(trial), "--json"])
         report = json.loads(capsys.readouterr().out)
         expected = subjectim[int(subject[-2:]) - 1, ordering[trial] - 1] - 1
         assert report["nsd_id"] == expected
@@ -78,7 +78,7 @@ def test_design_agrees_with_behavioural_responses(sim_root):
 
 
 def test_info_summary(sim_root, capsys):
-    nsd_main(["info", "--root", str(sim_root), "--json"])
+    nsd_main(["info", "--nsd-root", str(sim_root), "--json"])
     info = json.loads(capsys.readouterr().out)
     names = [s["name"] for s in info["subjects"]]
     assert names == list(SUBJECTS)
@@ -86,7 +86,7 @@ def test_info_summary(sim_root, capsys):
         assert s["n_trials"] == 120 and s["sessions"] == [1, 2]
         assert len(s["grid"]) == 3 and s["nsdgeneral_voxels"] > 100
         assert s["n_test_images"] == 10 and s["n_train_images"] == 30
-    nsd_main(["info", "--root", str(sim_root)])
+    nsd_main(["info", "--nsd-root", str(sim_root)])
     assert "subj07" in capsys.readouterr().out
 
 

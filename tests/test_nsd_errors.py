@@ -74,7 +74,7 @@ def test_trial_index_out_of_range(sim_root):
 
 def test_cli_prints_the_message_without_traceback(sim_root, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        run_main(nsd_main, ["trial", "--root", str(sim_root), "--subject", "subj01", "--index", "999"])
+        run_main(nsd_main, ["trial", "--nsd-root", str(sim_root), "--subject", "subj01", "--index", "999"])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: trial 999 is out of range") and "Traceback" not in err

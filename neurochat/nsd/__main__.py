@@ -1,7 +1,7 @@
 """`python -m neurochat.nsd {info,trial}`: summarise an NSD tree, or describe one trial.
 
-    python -m neurochat.nsd info  --root DIR [--max-session 37] [--json]
-    python -m neurochat.nsd trial --root DIR --subject subj01 --index T [--json]
+    python -m neurochat.nsd info  --nsd-root DIR [--max-session 37] [--json]
+    python -m neurochat.nsd trial --nsd-root DIR --subject subj01 --index T [--json]
 
 The JSON keys are a contract other parts and users' scripts rely on: `info` has a `subjects`
 list (each with `name`, `grid`, `n_trials`, `nsdgeneral_voxels`, ...); `trial` has `nsd_id`,
@@ -14,13 +14,13 @@ import argparse
 import json
 from typing import Sequence
 
-from neurochat.cli import run_main
+from neurochat.cli import add_max_session_option, add_nsd_root_option, run_main
 from neurochat.nsd.dataset import NSDDataset
 
 
 def _add_dataset_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--root", required=True, help="NSD root (holds nsddata/, nsddata_betas/, nsddata_stimuli/)")
-    parser.add_argument("--max-session", type=int, default=None, help="ignore later sessions (37: classic split)")
+    add_nsd_root_option(parser, required=True, old_names=("--root",))  # --root: this command's old name for it
+    add_max_session_option(parser)
     parser.add_argument("--prefer", choices=("hdf5", "nifti"), default="hdf5", help="beta format when both exist")
     parser.add_argument("--zscore", action="store_true", help="z-score betas per voxel within each session")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
@@ -36,7 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     trial.add_argument("--index", type=int, required=True, help="0-based trial index over all sessions")
     args = parser.parse_args(argv)
 
-    data = NSDDataset(args.root, max_session=args.max_session, prefer=args.prefer, zscore=args.zscore)
+    data = NSDDataset(args.nsd_root, max_session=args.max_session, prefer=args.prefer, zscore=args.zscore)
     if args.command == "info":
         summary = data.summary()
         print(json.dumps(summary, indent=2) if args.json else _format_info(summary))

@@ -17,7 +17,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Write SimNSD, a phantom of the Natural Scenes Dataset in NSD's exact file layout, "
         "with its ground-truth answer key under simnsd/.",
     )
-    parser.add_argument("--out", required=True, help="folder to write the NSD tree into")
+    # --out, not --nsd-root: this command writes a tree; the commands that read one take --nsd-root
+    parser.add_argument("--out", required=True, metavar="DIR",
+                        help="folder to write the NSD tree into (read it elsewhere with --nsd-root DIR)")
     parser.add_argument("--size", choices=sorted(SIZES), default="demo", help="small (tests) or demo")
     parser.add_argument("--seed", type=int, default=0, help="same seed and size give identical files")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: one per core, at most 4)")
@@ -25,7 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     out = generate(args.out, size=args.size, seed=args.seed, workers=args.workers)
     print(f"wrote SimNSD ({args.size}, seed {args.seed}) to {out} in {time.perf_counter() - started:.1f} s")
-    print(f"summary: python -m neurochat.nsd info --root {out}")
+    print(f"summary: python -m neurochat.nsd info --nsd-root {out}")
     return 0
 
 
