@@ -195,7 +195,7 @@ class Explorer:
             if settings.name != "demo":
                 raise ConfigError("the paper preset explores real NSD: pass --nsd-root DIR")
             nsd_root = ensure_simnsd("demo", log=log)
-        check_simnsd_version(nsd_root, trained_on=bundle_simnsd_version(settings.extractor_dir.parent))
+        check_simnsd_version(nsd_root, trained_on=bundle_simnsd_version(settings.layout.root))
         dataset = NSDDataset(nsd_root)
         ensemble = load_ensemble(settings, device=device)
         vision = VisionEncoders.from_preset(settings, device=device)

@@ -96,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     quiet_libraries()
     preset = get_preset(args.preset, args.weights)
     root = dataset_root(args.preset, args.nsd_root)
-    check_simnsd_version(root, trained_on=bundle_simnsd_version(preset.extractor_dir.parent))
+    check_simnsd_version(root, trained_on=bundle_simnsd_version(preset.layout.root))
     dataset = NSDDataset(root, max_session=args.max_session)
     vision = VisionEncoders.from_preset(preset)
 
