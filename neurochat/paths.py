@@ -86,5 +86,7 @@ def check_simnsd_version(root: str | Path, trained_on: int | None = None) -> Non
 
 def bundle_simnsd_version(weights_root: str | Path) -> int | None:
     """The SimNSD version a demo bundle's models were trained on, from its manifest (None: not recorded)."""
-    manifest = Path(weights_root) / "manifest.json"
+    from neurochat.models.bundle import WeightsLayout
+
+    manifest = WeightsLayout(Path(weights_root)).manifest
     return json.loads(manifest.read_text()).get("simnsd_version") if manifest.exists() else None

@@ -44,5 +44,5 @@ def micro_bundle(sim_root, tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("bundle") / "micro"
     # two stages at a time, each in its own process, as the full rebuild runs
-    assert bundle_main(["--out", str(out), "--size", "micro", "--data", str(sim_root), "--jobs", "2"]) == 0
+    assert bundle_main(["--out", str(out), "--size", "micro", "--nsd-root", str(sim_root), "--jobs", "2"]) == 0
     return out

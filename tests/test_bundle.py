@@ -168,7 +168,7 @@ def test_scoring_a_bundle_again_keeps_the_records_of_files_left_out_of_git(micro
     built = json.loads(WeightsLayout(bundle).manifest.read_text())
     record = built["files"][left_out]
     (bundle / left_out).unlink()
-    assert bundle_main(["--out", str(bundle), "--size", "micro", "--data", str(sim_root), "--only", "evaluate"]) == 0
+    assert bundle_main(["--out", str(bundle), "--size", "micro", "--nsd-root", str(sim_root), "--only", "evaluate"]) == 0
     manifest = json.loads(WeightsLayout(bundle).manifest.read_text())
     assert manifest["files"][left_out] == record and "evaluation" in manifest
     # the build's command and time stay; the partial run is recorded beside them
@@ -265,7 +265,7 @@ def test_a_failing_stage_process_stops_the_parallel_run_and_names_its_log(tmp_pa
     from train.bundle_plan import run_in_parallel
 
     out = tmp_path / "bundle"
-    base_argv = ["--out", str(out), "--size", "micro", "--data", str(tmp_path / "no_such_tree"), "--threads", "1"]
+    base_argv = ["--out", str(out), "--size", "micro", "--nsd-root", str(tmp_path / "no_such_tree"), "--threads", "1"]
     with pytest.raises(SystemExit, match=r"llm0 failed: see their logs in .*logs"):  # stage 0 reads the missing tree
         run_in_parallel(["llm0", "llm1"], {"extractor_vit3d_r7"}, 2, base_argv, out / "logs")
     assert "no_such_tree" in (out / "logs" / "llm0.log").read_text()  # the child's own error is kept there

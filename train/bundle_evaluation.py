@@ -32,10 +32,11 @@ def evaluate_bundle(out: Path, data: Path, size: str, log=print) -> dict:
      "localization": {"auc": {ensemble, single, random, gradcam}, "ablation": {...}},
      "sizes": how much of the test set was scored}
     """
-    from neurochat.evaluate import answer_key_localizer, load_main_models
+    from neurochat.evaluate import answer_key_localizer
     from neurochat.evaluate.caption import evaluate_captions
     from neurochat.evaluate.decoder import evaluate_decoder
-    from neurochat.evaluate.extractor import evaluate_extractors, extractor_folders
+    from neurochat.evaluate.extractor import evaluate_extractors
+    from neurochat.models.bundle import baseline_dirs, load_main_models
     from neurochat.evaluate.localize import evaluate_ablation, evaluate_localization
     from neurochat.evaluate.recon import evaluate_reconstruction
     from neurochat.models.unclip import load_unclip
@@ -51,7 +52,7 @@ def evaluate_bundle(out: Path, data: Path, size: str, log=print) -> dict:
     vision = VisionEncoders.from_preset(preset)
     results: dict = {"sizes": sizes}
     results["extractor"] = evaluate_extractors(dataset, dataset_targets(dataset, vision),
-                                               extractor_folders(preset.extractor_dir, preset.patch_sizes[0], dataset.subjects),
+                                               baseline_dirs(preset.layout, preset.patch_sizes[0], dataset.subjects),
                                                log=log)  # fmt: skip
     main, flattened, brainllm = load_main_models(preset, log=log)
     captions = evaluate_captions(dataset, vision, main, brainllm, per_subject=sizes["llm_per_subject"], log=log)

@@ -44,12 +44,12 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from neurochat.cli import run_main
+from neurochat.cli import add_nsd_root_option, run_main
 
 from train.bundle_evaluation import compare_evaluations, compare_files, evaluate_bundle
 from train.bundle_plan import run_in_parallel, stage_commands
 
-MANIFEST = "manifest.json"
+from neurochat.models.bundle import MANIFEST
 LOCK = ".manifest.lock"  # held while a process updates the manifest
 LOGS = "logs"  # --jobs: one log per stage process (not part of the bundle)
 
@@ -152,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m train.demo_bundle", description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="bundle folder (checkpoints/demo for the committed demo)")
     parser.add_argument("--size", choices=("demo", "micro"), default="demo")
-    parser.add_argument("--data", help="SimNSD tree to train on (default: the cached one of this size)")
+    add_nsd_root_option(parser, old_names=("--data",))  # the SimNSD tree to train on (default: the cached one of this size)
     parser.add_argument("--only", nargs="+", help="run only these stages")
     parser.add_argument("--force", action="store_true", help="run stages again even if done")
     parser.add_argument("--threads", type=int, help="torch threads per training run (default with --jobs: 1)")
@@ -186,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         manifest.update({"command": command, "size": args.size, "machine": machine})
 
     started = time.perf_counter()
-    data = Path(args.data) if args.data else ensure_simnsd("small" if args.size == "micro" else "demo")
+    data = Path(args.nsd_root) if args.nsd_root else ensure_simnsd("small" if args.size == "micro" else "demo")
     manifest["data"] = _portable(str(data))
     manifest["simnsd_version"] = simnsd_version(data)  # the models are for brains that respond by its rules
     if args.jobs < 1:
@@ -202,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.jobs > 1:
         done = {stage for stage in plan if manifest["stages"].get(stage, {}).get("done") and not args.force}
         todo = [stage for stage in plan if stage not in done and (not args.only or stage in args.only)]
-        base_argv = ["--out", str(out), "--size", args.size, "--data", str(data), "--threads", str(threads),
+        base_argv = ["--out", str(out), "--size", args.size, "--nsd-root", str(data), "--threads", str(threads),
                      "--mixed-precision", mixed_precision,
                      *(["--force"] if args.force else [])]  # fmt: skip
         run_in_parallel(todo, done, args.jobs, base_argv, out / LOGS)

@@ -6,10 +6,11 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from neurochat.models.bundle import CLIP_DIR, UNCLIP_DIR
 from neurochat.models.vision import ClipPreprocessing
 
-CLIP_FOLDER = "clip"
-UNCLIP_FOLDER = "unclip"
+CLIP_FOLDER = CLIP_DIR  # the weights layout is named by neurochat.models.bundle
+UNCLIP_FOLDER = UNCLIP_DIR
 UNCLIP_VISION_SUBFOLDERS = ("vae", "image_encoder", "text_encoder", "tokenizer", "feature_extractor")
 
 
