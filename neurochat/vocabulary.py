@@ -218,3 +218,80 @@ def _mention_pattern(name: str, plurals: str, boundary: str) -> re.Pattern | Non
     if not forms:
         return None
     return re.compile("|".join(r"(?<![a-z])" + "[^a-z]".join(form.split(" ")) + r"(?![a-z])" for form in forms))
+
+
+# ---------------------------------------------------------------------------------------------
+# Names a text asserts: mentions that are not negated and not asked about
+
+# Words that deny what follows them in the same clause ("there is no clock", "I don't see a cat").
+_NEGATION = re.compile(
+    r"\b(?:no|not|never|none|nothing|nobody|neither|nor|without|cannot|zero|absent)\b|n['’]t\b", re.IGNORECASE
+)
+# Negations about knowing, not about being there: "I can't tell what the dog is doing" still says the dog is there.
+_NOT_KNOWING = re.compile(
+    r"\b(?:can['’]?t|cannot|can not|could\s*n['’]t|do\s*n['’]t|does\s*n['’]t|is\s*n['’]t|am not|not)\s+"
+    r"(?:tell|say|know|sure|determine|possible to (?:tell|say))\b",
+    re.IGNORECASE,
+)
+# Where a clause ends: a denial does not reach past these ("no cat, but a dog"; "No, ..." stands alone).
+_CLAUSE_END = re.compile(
+    r"[.;:!?\n]|^\s*(?:yes|no|yeah|nope|yep)\s*,|\b(?:but|however|although|though|whereas|while|only|instead|"
+    r"except|besides|apart from|rather)\b",
+    re.IGNORECASE,
+)
+_SENTENCE = re.compile(r"[^.!?\n]+[.!?]*")
+
+
+def mention_spans(text: str, names: Iterable[str] = CONCEPT_NAMES, *, plurals: str = "english",
+                  boundary: str = "word") -> list[tuple[int, int, str]]:  # fmt: skip
+    """Every mention of `names` in `text` as (start, end, name), left to right, the longest name
+    winning where two overlap ("hot dog" is a hot dog, not a dog). Same forms and boundaries as
+    `mentions`."""
+    if boundary not in BOUNDARIES:
+        raise ValueError(f"boundary={boundary!r}: choose one of {BOUNDARIES}")
+    lowered = (text or "").lower()
+    found = []
+    for name in dict.fromkeys(names):
+        pattern = _mention_pattern(name, plurals, boundary)
+        if pattern is not None:
+            found += [(m.start(), m.end(), name) for m in pattern.finditer(lowered)]
+    kept: list[tuple[int, int, str]] = []
+    for start, end, name in sorted(found, key=lambda span: (-(span[1] - span[0]), span[0], span[2])):
+        if all(end <= s or start >= e for s, e, _ in kept):
+            kept.append((start, end, name))
+    return sorted(kept)
+
+
+def asserted_mentions(text: str, names: Iterable[str] = CONCEPT_NAMES, *, plurals: str = "english",
+                      boundary: str = "word") -> list[str]:  # fmt: skip
+    """The names `text` says are there: its mentions (`mention_spans`) without those it denies or asks
+    about. Each name once, in the order of its first asserted mention.
+
+    A question ("Is there a clock?") asserts nothing. A mention after a denial in the same clause
+    ("No, there is no clock", "I don't see a cat", "without a hat") is not asserted; a clause ends at
+    punctuation, after a leading "Yes," / "No,", and before "but", "only", "instead", "except" and the
+    like ("no cat, but a dog" asserts the dog). Not knowing is not denying: "I can't tell what the
+    dog is doing" asserts the dog. What an answer claims to see is what the app makes chips of and
+    what the dialogue evaluation counts as hallucinated when the picture lacks it.
+    """
+    names = list(names)
+    asserted: list[str] = []
+    for sentence in _SENTENCE.finditer(text or ""):
+        if sentence.group().rstrip().endswith("?"):
+            continue  # a question asks; it does not say that anything is there
+        clause = _clause_starts(sentence.group())
+        for start, _, name in mention_spans(sentence.group(), names, plurals=plurals, boundary=boundary):
+            before = sentence.group()[clause(start) : start]
+            if not _NEGATION.search(_NOT_KNOWING.sub(" ", before)) and name not in asserted:
+                asserted.append(name)
+    return asserted
+
+
+def _clause_starts(sentence: str):
+    """A function: position in `sentence` -> where the clause holding that position starts."""
+    ends = [m.end() for m in _CLAUSE_END.finditer(sentence)]
+
+    def start_of(position: int) -> int:
+        return max([0] + [end for end in ends if end <= position])
+
+    return start_of

@@ -28,7 +28,7 @@ from neurochat.language.templates import SETTING_STYLES, noun_phrase, plural
 from neurochat.language.facts import facts_from_scene, load_facts
 from neurochat.nsd import NSDDataset, layout
 from neurochat.sim.scenes import Scene
-from neurochat.vocabulary import CONCEPT_NAMES, OBJECTS_BY_NAME
+from neurochat.vocabulary import CONCEPT_NAMES
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +91,7 @@ def test_conversation_format(built):
         if sample["task"] in expected:
             assert question in expected[sample["task"]]
         if sample["task"] == "dialogue":
-            assert 2 <= len(turns) // 2 <= 4
+            assert 3 <= len(turns) // 2 <= 4
     assert len({_turns(s)[0][0] for s in samples if s["task"] == "brief"}) > 7, "brief instructions are drawn from Table 3"
 
 
@@ -120,36 +120,32 @@ def test_descriptions_and_prompts_name_every_object(built, scenes):
 
 
 def test_dialogue_counts_positions_and_yes_no_answers_match_the_scene(built, scenes):
-    plurals = {plural(name): name for name in OBJECTS_BY_NAME}
-    n_counts = n_no = n_yes = n_where = 0
+    """The dialogue's kinds of turn (`turn_kinds`) answer from the scene graph; more in tests/test_dialogue.py."""
+    n = {"count": 0, "position": 0, "existence_yes": 0, "existence_no": 0}
     for sample in _samples(built):
         if sample["task"] != "dialogue":
             continue
+        assert len(sample["turn_kinds"]) == len(sample["conversations"]) // 2
         scene = scenes[sample["nsd_id"]]
         counts = {obj.name: obj.count for obj in scene.objects}
-        for question, answer in _turns(sample):
-            count = re.match(r"(?:How many|Can you count the) (.+?)(?: are there| can you see in the picture)?\?$", question)
-            if count:
-                name = plurals[count.group(1)]
+        for (question, answer), kind in zip(_turns(sample), sample["turn_kinds"]):
+            if kind == "count":
+                name = next(o.name for o in scene.objects if plural(o.name) in question)
                 expected = {1: "one", 2: "two", 3: "three"}[counts[name]]
                 assert re.search(rf"\b{expected}\b", answer), (question, answer, counts)
-                n_counts += 1
-            where = re.match(r"Where (?:in the picture )?(?:is|are) the (.+?)\?$", question)
-            if where:
-                obj = next(o for o in scene.objects if where.group(1) in (o.name, plural(o.name)))
+            elif kind == "position":
+                obj = next(o for o in scene.objects if re.search(rf"\b(?:{o.name}|{plural(o.name)})\?$", question))
                 if "spread" not in answer:
                     assert obj.horizontal in answer and (obj.vertical == "middle" or obj.vertical in answer), (answer, obj)
-                    n_where += 1
-            presence = re.match(r"(?:Is there|Do you see) an? (.+?)(?: in the picture)?\?$", question)
-            if presence:
-                name = presence.group(1)
-                if answer.startswith("No"):
-                    assert name not in counts, (question, answer, counts)
-                    n_no += 1
-                else:
-                    assert answer.startswith("Yes") and name in counts
-                    n_yes += 1
-    assert n_counts > 20 and n_no > 20 and n_yes > 20 and n_where > 20
+            elif kind == "existence_yes":
+                assert answer.startswith("Yes") and any(re.search(rf"\b{re.escape(name)}\b", question) for name in counts)
+            elif kind == "existence_no":
+                name = re.search(r"No, there is no (.+) in the picture\.", answer).group(1)
+                assert name not in counts and name in question, (question, answer, counts)
+            else:
+                continue
+            n[kind] += 1
+    assert min(n.values()) > 20, n
 
 
 def test_reasoning_answers_follow_from_the_facts(built, scenes):
@@ -207,6 +203,9 @@ def test_localization_answers_round_trip_for_every_concept():
         ("Where does the brain encode cell phones?", "cell phone"),
         ("localize the potted plant", "potted plant"),
         ("Where is the dog?", None),  # a question about the picture, not the brain
+        ("Which region of the picture is the dog in?", None),  # the picture named, nothing of the brain
+        ("Locate the dog in the image", None),
+        ("Locate the concept of dog in the image", "dog"),
         ("How many cats are there?", None),
         ("Describe the image concisely.", None),
     ],

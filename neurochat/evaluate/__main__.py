@@ -5,6 +5,7 @@
     recon       the Table 2 analog; --sweep-beta adds the Fig. 5 plot and the Fig. 6 grid (Sec. 4.3)
     localize    localization AUC against the ground truth, and concept ablation (Sec. 4.4)
     caption     the Table 1 analog: captions, details, reasoning; ViT3D vs w/o ViT3D (Sec. 4.2)
+    dialogue    does the chat tell the truth? existence, counts, positions, scene, follow-ups vs the answer key
     probe       how well a linear reader names the picture's objects from the LLM's fMRI tokens (SimNSD)
     all         every one of these into one Markdown report: --out reports/
 """
@@ -59,10 +60,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     caption = commands.add_parser("caption", help="caption metrics (Table 1) and the LLM's routing rates")
     _dataset_options(caption)
     caption.add_argument("--per-subject", type=int, help="test images per subject (default: all)")
+    dialogue = commands.add_parser("dialogue", help="dialogue answers scored against the answer key: existence, count, "
+                                   "position, scene, follow-ups, hallucinated objects; ViT3D vs w/o ViT3D")  # fmt: skip
+    _dataset_options(dialogue)
+    dialogue.add_argument("--per-subject", type=int, help="test images per subject (default: all)")
+    dialogue.add_argument("--seed", type=int, default=0, help="seeds the choice of absent objects and phrasings")
     probe = commands.add_parser("probe", help="linear object probe on the extractors' fMRI tokens (SimNSD)")
     _dataset_options(probe)
     probe.add_argument("--extractor", action="append", help="extractor folder (repeatable; default: ViT3D and flattened)")
-    for command in (decoder, recon, localize, caption):
+    for command in (decoder, recon, localize, caption, dialogue):
         command.add_argument("--report", metavar="DIR", help="put these results into the report in DIR (from `all`) "
                              "and rewrite it, noting this command")  # fmt: skip
     everything = commands.add_parser("all", help="every evaluation into OUT/REPORT.md with its figures")
@@ -115,6 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         results = _recon(args, preset, dataset, vision)
     elif args.what == "caption":
         results = _caption(args, preset, dataset, vision)
+    elif args.what == "dialogue":
+        results = _dialogue(args, preset, dataset)
     elif args.what == "probe":
         results = _probe(args, preset, dataset, vision)
     elif args.what == "all":
@@ -129,6 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         folders = baseline_dirs(preset.layout, preset.patch_sizes[0], dataset.subjects)
         results = {"extractor": evaluate_extractors(dataset, dataset_targets(dataset, vision), folders),
                    "caption": _caption(args, preset, dataset, vision),
+                   "dialogue": _dialogue(args, preset, dataset),
                    "decoder": _decoder(args, preset, dataset, vision),
                    "recon": _recon(args, preset, dataset, vision),
                    "localize": _localize(args, preset, dataset, vision)}  # fmt: skip
@@ -163,6 +172,21 @@ def _caption(args, preset, dataset, vision) -> dict:
     if flattened_llm is None:
         print(f"no w/o-ViT3D LLM at {flattened_dir}: its row is left out")
     return evaluate_captions(dataset, vision, main, brainllm, flattened, flattened_llm, per_subject=args.per_subject)
+
+
+def _dialogue(args, preset, dataset) -> dict:
+    from neurochat.evaluate.dialogue import evaluate_dialogue
+    from neurochat.models.bundle import load_brainllm_if_trained
+
+    main, flattened, brainllm = load_main_models(preset)
+    if brainllm is None:
+        raise SystemExit("the dialogue evaluation needs the fMRI-LLM: train it with `python -m train.llm`")
+    flattened_dir = preset.layout.brainllm_dir("flattened")
+    flattened_llm = load_brainllm_if_trained(flattened_dir)
+    if flattened_llm is None:
+        print(f"no w/o-ViT3D LLM at {flattened_dir}: its column is left out")
+    return evaluate_dialogue(dataset, main, brainllm, flattened, flattened_llm, per_subject=args.per_subject,
+                             seed=getattr(args, "seed", 0))  # fmt: skip
 
 
 def _probe(args, preset, dataset, vision) -> dict:

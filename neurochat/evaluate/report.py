@@ -20,7 +20,8 @@ import torch
 from neurochat.errors import DataError
 
 SECTION_TITLES = {"extractor": "feature extractor", "caption": "captioning", "decoder": "decoder from true embeddings",
-                  "recon": "reconstruction", "localize": "localization and ablation"}  # fmt: skip
+                  "recon": "reconstruction", "localize": "localization and ablation",
+                  "dialogue": "dialogue against the answer key"}  # fmt: skip
 
 # The paper's numbers on NSD (Tables 1 and 2), for orientation next to the phantom's.
 PAPER_TABLE1_BRIEF = {"bleu1": 0.5719, "bleu4": 0.1585, "meteor": 0.1860, "rouge_l": 0.3667, "cider": 0.4951, "clip_s": 0.6549}
@@ -93,6 +94,9 @@ def write_report(results: dict, folder: Path, *, preset: str, dataset: str, seco
                   f"reconstruction prompts naming a true object: {_fmt(caption.get('reconstruction_prompt_hit_rate'), True)} "
                   f"as the explorer asks (each concept named once), {_fmt(caption.get('reconstruction_prompt_hit_rate_plain'), True)} "
                   "plain greedy.", ""]  # fmt: skip
+    dialogue = results.get("dialogue")
+    if dialogue:
+        lines += _dialogue_section(dialogue)
     decoder = results.get("decoder")
     if decoder:
         oracle, ceiling = decoder["oracle"], decoder["vae_round_trip"]
@@ -174,6 +178,35 @@ def write_report(results: dict, folder: Path, *, preset: str, dataset: str, seco
     path = folder / "REPORT.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def _dialogue_section(dialogue: dict) -> list[str]:
+    """Does the chat tell the truth? Each share with its spread over the cases, beside the targets."""
+    from neurochat.evaluate.dialogue import ROWS, meets, target_text, value_of
+
+    models = [(name, label) for name, label in (("vit3d", "ViT3D"), ("flattened", "w/o ViT3D")) if dialogue.get(name)]
+    lines = ["## Dialogue scored against the answer key (averaged trials)", "",
+             "Questions in the extension's phrasings about every test recording; answers read back "
+             "(`neurochat.language.answers`) and compared with what the picture holds. ± is the spread over the "
+             "cases; ✓ / ✗ against the target.", "",
+             "| question | " + " | ".join(label for _, label in models) + " | target |",
+             "|---|" + "---|" * len(models) + "---|"]  # fmt: skip
+    for name, label in ROWS:
+        cells = []
+        for model, _ in models:
+            value, sd, _ = value_of(dialogue[model], name)
+            mark = {True: " ✓", False: " ✗", None: ""}[meets(name, value)]
+            if value is None:
+                cells.append("n/a")
+            elif name == "hallucinated_objects_per_answer":
+                cells.append(f"{value:.3f} ± {sd:.2f}{mark}")
+            else:
+                cells.append(f"{_fmt(value, True)} ± {100 * sd:.1f}{mark}")
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {target_text(name)} |")
+    first = dialogue[models[0][0]]
+    lines += ["", f"{first['recordings']} recordings, {first['answers']} answers."
+              + ("" if dialogue.get("flattened") else " No \"w/o ViT3D\" fMRI-LLM was evaluated (its folder is absent)."), ""]  # fmt: skip
+    return lines
 
 
 def remeasure_section(folder: Path, section: str, section_results: dict, *, command: str, seconds: float) -> Path:

@@ -10,7 +10,9 @@ Public names (later code relies on them):
 - localization: localization_instruction(concept), localization_answer(concept),
   parse_localization_answer(text), parse_localization_request(text, vocabulary=None);
 - building: build_extension(dataset, ...) -> (train, test, summary), DialogueWriter,
-  TemplateDialogueWriter;
+  TemplateDialogueWriter (its dialogues: `neurochat.language.dialogue`);
+- unknown concepts: unknown_concept(text, vocabulary), unknown_concept_answer(phrase, vocabulary)
+  (`neurochat.language.questions`); reading answers back: `neurochat.language.answers`;
 - evaluation: reference_answers(facts), build_references(dataset) -> {73k id: answers per task};
 - facts: ImageFacts, ObjectFacts, load_facts(dataset, nsd_ids).
 
@@ -33,7 +35,9 @@ from neurochat.language.instructions import (
     parse_localization_answer,
     parse_localization_request,
 )
-from neurochat.language.templates import DialogueWriter, TemplateDialogueWriter
+from neurochat.language.dialogue import TemplateDialogueWriter
+from neurochat.language.questions import unknown_concept, unknown_concept_answer
+from neurochat.language.templates import DialogueWriter
 
 __all__ = [
     "BRIEF_INSTRUCTIONS",
@@ -56,4 +60,6 @@ __all__ = [
     "parse_localization_answer",
     "parse_localization_request",
     "reference_answers",
+    "unknown_concept",
+    "unknown_concept_answer",
 ]

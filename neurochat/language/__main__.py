@@ -59,6 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for split in ("train", "test"):
         per_task = ", ".join(f"{task} {n}" for task, n in counts[split].items() if task != "total")
         print(f"{split}: {counts[split]['total']} samples, {summary['images'][split]} images ({per_task})")
+    if summary["dialogue_turns"]["train"]:
+        print("dialogue turns (train): " + ", ".join(f"{kind} {n}" for kind, n in summary["dialogue_turns"]["train"].items()))
     for warning in summary["warnings"]:
         print(f"warning: {warning}", file=sys.stderr)
     print(f"wrote {out}/train.json, test.json, references.json, summary.json")

@@ -3,8 +3,10 @@
     train, test, summary = build_extension(NSDDataset(root), seed=0)
 
 For every image with fMRI, six kinds of samples: brief and detailed descriptions (instructions from
-Tables 3 and 4), multi-turn dialogue, complex reasoning, instruction reconstruction (Table 5) and
-concept localization (Table 6, one sample per concept present: each object and the scene context).
+Tables 3 and 4), multi-turn dialogue (`neurochat.language.dialogue`: existence of present and absent
+objects, counts, positions, sizes, the scene, follow-ups, "I can't tell"), complex reasoning,
+instruction reconstruction (Table 5) and concept localization (Table 6, one sample per concept
+present: each object and the scene context).
 
 Each sample is LLaVA's conversation JSON plus where its fMRI comes from:
 
@@ -12,6 +14,9 @@ Each sample is LLaVA's conversation JSON plus where its fMRI comes from:
      "split": "train", "task": "brief",
      "conversations": [{"from": "human", "value": "<image>\\nDescribe the image concisely."},
                        {"from": "gpt", "value": "a cat on the grass"}]}
+
+Dialogue samples also carry `turn_kinds`, what each turn asks ("existence_no", "follow_count", ...),
+counted per split in the summary's "dialogue_turns".
 
 `<image>` (the fMRI placeholder of Sec. 3.4) appears once, at the start of the first human turn.
 Train samples point at one trial each: every training trial gets its own sample set, so the three
@@ -41,10 +46,10 @@ from neurochat.language.instructions import (
     localization_answer,
     localization_instruction,
 )
+from neurochat.language.dialogue import TemplateDialogueWriter
 from neurochat.language.templates import (
     QA,
     DialogueWriter,
-    TemplateDialogueWriter,
     brief_answer,
     detailed_answer,
     dialogue_candidates,
@@ -155,17 +160,24 @@ def _sample_set(facts: ImageFacts, key: str, seed: int, tasks, writer, where: di
         elif task == "reconstruction":
             turns = [(RECONSTRUCTION_INSTRUCTION, reconstruction_prompt(facts))]
         else:  # dialogue, reasoning: written by the (replaceable) dialogue writer
-            turns = _checked_turns(writer(facts, task, rng), writer, task)
+            written = writer(facts, task, rng)
+            turns = _checked_turns(written, writer, task)
+            kinds = [getattr(turn, "kind", None) for turn in written]  # a `Turn` knows its kind
+            samples.append(_sample(f"{key}-{task}", task, turns, where, kinds if all(kinds) else None))
+            continue
         samples.append(_sample(f"{key}-{task}", task, turns, where))
     return samples
 
 
-def _sample(sample_id: str, task: str, turns: list[QA], where: dict) -> dict:
+def _sample(sample_id: str, task: str, turns: list[QA], where: dict, kinds: list[str] | None = None) -> dict:
     conversations = []
     for index, (question, answer) in enumerate(turns):
         human = f"{IMAGE_TOKEN}\n{question}" if index == 0 else question
         conversations += [{"from": "human", "value": human}, {"from": "gpt", "value": answer}]
-    return {"id": sample_id, **where, "trials": list(where["trials"]), "task": task, "conversations": conversations}
+    sample = {"id": sample_id, **where, "trials": list(where["trials"]), "task": task, "conversations": conversations}
+    if kinds:
+        sample["turn_kinds"] = list(kinds)  # what each turn asks (neurochat.language.dialogue), for counting
+    return sample
 
 
 def _checked_turns(turns, writer, task: str) -> list[QA]:
@@ -201,6 +213,8 @@ def _summary(dataset, samples, subjects, tasks, source, seed, skipped, skipped_t
             f"skipped {len(skipped)} image(s) without annotations ({reasons}): {skipped_trials['train']} training "
             f"and {skipped_trials['test']} test trial(s) have no language samples"
         )
+    turn_kinds = {split: dict(sorted(Counter(k for s in samples[split] for k in s.get("turn_kinds", ())).items()))
+                  for split in SPLITS}  # fmt: skip
     return {
         "source": source,
         "seed": seed,
@@ -209,6 +223,7 @@ def _summary(dataset, samples, subjects, tasks, source, seed, skipped, skipped_t
         "subjects": list(subjects),
         "tasks": list(tasks),
         "samples": counts,
+        "dialogue_turns": turn_kinds,
         "images": {split: len({s["nsd_id"] for s in samples[split]}) for split in SPLITS},
         "trials": {
             "train": sum(int((~t.shared).sum()) for t in tables.values()) - skipped_trials["train"],

@@ -113,6 +113,14 @@ _REQUEST_CUE = re.compile(
     r"represent\w*|encod\w*|heat\s*maps?|activation\w*|selectiv\w*|grad-?cam|highlight\w*)\b",
     re.IGNORECASE,
 )
+# A request that says "picture" and nothing of the brain is about the picture: "Which region of the
+# picture is the dog in?", "Locate the dog in the image".
+_PICTURE_WORD = re.compile(r"\b(?:picture|image|photo|photograph|stimulus|frame)s?\b", re.IGNORECASE)
+_BRAIN_WORD = re.compile(
+    r"\b(?:brain\w*|cortex|cortical|voxels?|neurons?|heat\s*maps?|activation\w*|selectiv\w*|grad-?cam|"
+    r"represent\w*|encod\w*|concepts?|fmri|recording)\b",
+    re.IGNORECASE,
+)
 # "<verb> [me] [where] [the concept of] X ..." and "where is/are [the concept] X ..."
 _REQUEST_PATTERNS = (
     re.compile(r"\bconcepts?\s+(?:of\s+|for\s+|called\s+)?(?P<x>.+)", re.IGNORECASE),
@@ -161,7 +169,9 @@ def parse_localization_request(text: str, vocabulary: Iterable[str] | None = Non
     'where is the cat in this brain?', 'show me where dogs are represented', 'which regions respond
     to beach?'. A quoted phrase wins; otherwise the words after the verb, without articles and
     trailing 'in this brain'. A question about the picture ('Where is the dog?') has no localization
-    cue (locate, concept, brain, region, represented, ...) and gives None.
+    cue (locate, concept, brain, region, represented, ...) and gives None; so has one that names the
+    picture and nothing of the brain ('Which region of the picture is the dog in?', 'Locate the dog
+    in the image').
 
     With `vocabulary` (known concept names) the result is snapped to a vocabulary name: exact, then
     singular ('cats' -> 'cat'), then a vocabulary name contained in the phrase; None if none fits.
@@ -170,6 +180,8 @@ def parse_localization_request(text: str, vocabulary: Iterable[str] | None = Non
     text = (text or "").strip()
     if not text or not _REQUEST_CUE.search(text):
         return None
+    if _PICTURE_WORD.search(text) and not _BRAIN_WORD.search(text):
+        return None  # "where in the picture", not "where in the brain"
     phrase = None
     quoted = _QUOTED.search(text)
     if quoted:

@@ -94,7 +94,8 @@ class DialogueWriter(Protocol):
 
     Called once per sample with the picture's facts, the task ("dialogue" or "reasoning") and a
     seeded `random.Random`; returns one or more (question, answer) pairs, without `<image>` (the
-    builder adds it to the first question). A writer backed by a local LLM (the paper used
+    builder adds it to the first question). A pair that has a `kind` attribute (`dialogue.Turn`) is
+    counted under that kind in the summary. A writer backed by a local LLM (the paper used
     GPT-3.5 on captions + boxes) can read `facts.captions` and `facts.objects[i].boxes`; it is
     called for every trial, so it may cache its answers by `facts.nsd_id`.
     """
@@ -219,9 +220,11 @@ def reconstruction_prompt(facts: ImageFacts) -> str:
 
 
 def dialogue_candidates(facts: ImageFacts, rng: random.Random, vocabulary: Sequence[str] = ()) -> list[QA]:
-    """Every question the template dialogue may ask about this picture, with its answer.
+    """The plain questions about this picture (count, position, size, existence, objects, setting) with
+    their answers: the dialogue references of `reference_answers`. The training dialogues are
+    `neurochat.language.dialogue.dialogue_turns`, which also ask follow-ups and what cannot be told.
 
-    One absent concept from `vocabulary` is asked about, so the model also learns to say no.
+    One absent concept from `vocabulary` is asked about, so the references also hold a "no".
     """
     qa: list[QA] = []
     for obj in facts.objects:
@@ -307,39 +310,3 @@ def _why(obj: ObjectFacts, setting: str) -> str:
     words = {"the": the(obj), "The": capitalize(the(obj)), "is": be(obj), "its": "its" if obj.count == 1 else "their",
              "s": "s" if obj.count == 1 else "", "where": SETTING_PHRASES[setting]}  # fmt: skip
     return template.format(**words)
-
-
-# ---------------------------------------------------------------------------------------------
-# The default writer
-
-
-class TemplateDialogueWriter:
-    """The default `DialogueWriter`: 2-4 dialogue turns, 1-2 reasoning turns, picked from the templates.
-
-    Parameters
-    ----------
-    vocabulary : sequence of str
-        Object concepts the world knows; absent ones become questions answered "No".
-    absent_probability : float
-        How often a dialogue includes its question about an absent concept.
-    """
-
-    def __init__(self, vocabulary: Sequence[str] = (), absent_probability: float = 0.5):
-        self.vocabulary = tuple(vocabulary)
-        self.absent_probability = absent_probability
-
-    def __call__(self, facts: ImageFacts, task: str, rng: random.Random) -> list[QA]:
-        if task == "dialogue":
-            candidates = dialogue_candidates(facts, rng, self.vocabulary)
-            absent = [qa for qa in candidates if qa[1].startswith("No,")]
-            present = [qa for qa in candidates if not qa[1].startswith("No,")]
-            n_turns = rng.randint(2, 4)
-            turns = rng.sample(present, min(n_turns, len(present)))
-            if absent and rng.random() < self.absent_probability:
-                turns[rng.randrange(len(turns))] = absent[0]
-            return turns
-        if task == "reasoning":
-            candidates = reasoning_candidates(facts, rng)
-            return rng.sample(candidates, min(rng.randint(1, 2), len(candidates)))
-        raise ValueError(f"task={task!r}: a dialogue writer writes 'dialogue' or 'reasoning'")
-
