@@ -210,7 +210,7 @@ class SessionHandlers:
         session.action = turn.action
         if turn.action is None:
             session.busy_since = None  # nothing more to do for this turn (else `act` ends it)
-        self.explorer.note_concepts(session.trial, text + " " + turn.text)  # named concepts get a chip too
+        self.explorer.note_concepts(session.trial, turn.text)  # what the answer asserts gets a chip (a localized concept gets its own)
         yield {c.status: "", c.state: session, c.chatbot: session.messages, c.concepts: self._chips(session),
                c.dl_chat: self._chat_file(session)}  # fmt: skip
 
