@@ -35,6 +35,7 @@ from neurochat.language import (
     parse_localization_answer,
     parse_localization_request,
 )
+from neurochat.language.questions import unknown_concept, unknown_concept_answer
 from neurochat.localize import ConceptLocalizer, Heatmap, dataset_references
 from neurochat.models.extractor import ExtractorBundle
 from neurochat.nsd.betas import read_beta_map
@@ -42,7 +43,7 @@ from neurochat.nsd.dataset import NSDDataset
 from neurochat.paths import cache_dir
 from neurochat.presets import Preset, get_preset
 from neurochat.reconstruct import DEFAULT_BETA, DEFAULT_GUIDANCE, DEFAULT_STEPS, Reconstructor
-from neurochat.vocabulary import SCENES, mentions
+from neurochat.vocabulary import SCENES, asserted_mentions
 
 PROTOCOLS = ("averaged", "single")
 MAX_MESSAGE_CHARS = 2000  # longer messages are refused with a sentence (the demo LLM reads 512 tokens)
@@ -105,14 +106,17 @@ class TrialChoice:
 
 class ChatTurn:
     """A streamed answer; iterate for text pieces. After the stream: `text`, and `action`, which is
-    ("reconstruct", prompt) or ("localize", concept) when the LLM was asked for one, else None."""
+    ("reconstruct", prompt) or ("localize", concept) when the LLM was asked for one, else None.
+    An answer the LLM did not write (`remember=False`) stays out of the history it reads."""
 
-    def __init__(self, stream, state: TrialState, sent: str, action: tuple | None, notes: list[str]):
+    def __init__(self, stream, state: TrialState, sent: str, action: tuple | None, notes: list[str],
+                 remember: bool = True):  # fmt: skip
         self._stream = stream
         self._state = state
         self._sent = sent
         self.notes = notes
         self.action = action
+        self.remember = remember
         self.text = ""
 
     def __iter__(self):
@@ -123,6 +127,8 @@ class ChatTurn:
 
     def _finish(self) -> None:
         answer = self.text.strip()
+        if not self.remember:
+            return
         self._state.history += [{"role": "user", "content": self._sent}, {"role": "assistant", "content": answer}]
         if self.action and self.action[0] == "reconstruct":
             self._state.prompt = answer or None
@@ -330,12 +336,18 @@ class Explorer:
 
         Requests to locate a concept or to reconstruct the picture are sent to the LLM as the
         paper's instructions (Tables 5 and 6), and the turn's `action` tells the caller to run them.
+        A question about a thing the world has no concept of ("Is there a unicorn?", "Where is the
+        unicorn in the brain?") is answered that it has none, without asking the LLM, which would
+        answer about something it knows.
         """
         text = (message or "").strip()
         if not text:
             raise DataError("Type a question about this trial, or pick one of the examples.")
         if len(text) > MAX_MESSAGE_CHARS:
             raise DataError(f"That message has {len(text):,} characters; please ask in at most {MAX_MESSAGE_CHARS:,}.")
+        unknown = unknown_concept(text, self.vocabulary) if self.vocabulary else None
+        if unknown is not None:
+            return ChatTurn(iter([unknown_concept_answer(unknown, self.vocabulary)]), state, text, None, [], remember=False)
         concept = parse_localization_request(text, self.vocabulary)
         if concept is not None:
             sent, action = localization_instruction(concept), ("localize", concept)
@@ -363,8 +375,11 @@ class Explorer:
             self.localizer.check_concept(asked)
 
     def note_concepts(self, state: TrialState, text: str) -> list[str]:
-        """Concepts of the vocabulary named in `text` (plurals too) join `state.concepts`, in the order named."""
-        named = mentions(text, self.vocabulary or [], plurals="suffix")  # the model's words, or the user's
+        """Concepts of the vocabulary that `text` asserts (plurals too) join `state.concepts`, in the order named.
+
+        Only what is said to be there counts: questions ("Is there a clock?") and denials ("No, there is
+        no clock") make no chip (`asserted_mentions`)."""
+        named = asserted_mentions(text, self.vocabulary or [], plurals="suffix")  # the model's words, or the user's
         for name in named:
             if name not in state.concepts:
                 state.concepts.append(name)
