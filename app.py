@@ -4,6 +4,7 @@
     python app.py --port 7861 --host 0.0.0.0         # serve on the network (e.g. a talk's laptop)
     python app.py --weights /tmp/micro --nsd-root .cache/simnsd-small-seed0   # any weights bundle and NSD tree
     python app.py --preset paper --nsd-root /data/nsd --weights /data/weights --device cuda
+    python app.py --preset paper ... --quantize 4bit --annotations /data/coco/annotations   # LLM in 4-bit (bitsandbytes)
     python app.py --info [--json]                    # only prepare the demo data and summarise it
 
 This file only reads the command line; the explorer itself is the package `neurochat/app/` (see its
@@ -25,7 +26,11 @@ from neurochat.paths import ensure_simnsd
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python app.py", description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    add_dataset_options(parser, max_session=False)  # the explorer reads every session on disk
+    add_dataset_options(parser, max_session=False, annotations=True)  # the explorer reads every session on disk
+    parser.add_argument("--quantize", choices=("8bit", "4bit"),
+                        help="load the LLM quantized through bitsandbytes (CUDA only; default: bf16 on a GPU)")  # fmt: skip
+    parser.add_argument("--offload", action="store_true",
+                        help="keep model parts in CPU memory until they run (GPUs smaller than the app needs)")
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--host", default="127.0.0.1", help="interface to serve on (0.0.0.0 for the network)")
     parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")

@@ -53,14 +53,16 @@ def configure_logging(args: argparse.Namespace) -> None:
 # -- the options every command that reads models or data shares: one name and one help text each --
 
 
-def add_dataset_options(parser: argparse.ArgumentParser, *, max_session: bool = True) -> None:
-    """--preset, --weights and --nsd-root (and --max-session): which models and which NSD tree a
-    command reads."""
+def add_dataset_options(parser: argparse.ArgumentParser, *, max_session: bool = True, annotations: bool = False) -> None:
+    """--preset, --weights and --nsd-root (and --max-session, --annotations): which models and which NSD
+    tree a command reads."""
     add_preset_option(parser)
     add_weights_option(parser)
     add_nsd_root_option(parser)
     if max_session:
         add_max_session_option(parser)
+    if annotations:
+        add_annotations_option(parser)
 
 
 def add_preset_option(parser: argparse.ArgumentParser, *, default: str = "demo") -> None:
@@ -92,6 +94,13 @@ def add_nsd_root_option(parser: argparse.ArgumentParser, *, required: bool = Fal
 def add_max_session_option(parser: argparse.ArgumentParser) -> None:
     """--max-session: read sessions up to N only."""
     parser.add_argument("--max-session", type=int, metavar="N", help="ignore later sessions (37: the classic split)")
+
+
+def add_annotations_option(parser: argparse.ArgumentParser) -> None:
+    """--annotations: COCO-format captions and instances outside the NSD tree."""
+    parser.add_argument("--annotations", metavar="DIR",
+                        help="folder of COCO-format captions_*.json and instances_*.json (COCO 2017, or re-annotations "
+                             "in that format); default: NSD_ROOT/annotations")  # fmt: skip
 
 
 class _Renamed(argparse.Action):

@@ -184,11 +184,20 @@ class Explorer:
 
     @classmethod
     def load(cls, preset: str = "demo", nsd_root: str | Path | None = None, weights: str | Path | None = None,
-             device: str | None = None, log=print) -> "Explorer":  # fmt: skip
-        """Load a preset's models from local folders; `nsd_root` defaults to the cached SimNSD demo."""
+             device: str | None = None, log=print, *, quantization: str | None = None, offload: bool = False,
+             annotations: str | Path | None = None) -> "Explorer":  # fmt: skip
+        """Load a preset's models from local folders; `nsd_root` defaults to the cached SimNSD demo.
+
+        On a GPU every model is loaded in bf16 (`python -m neurochat.bench memory` counts the bytes);
+        `quantization` ("8bit" or "4bit") loads the LLM through bitsandbytes, `offload` keeps the decoder's
+        parts and the LLM layers that do not fit in CPU memory until they run. The decoder's VAE also
+        makes the VAE latents, and its own image encoder is not loaded (`load_unclip`). `annotations`:
+        a folder of COCO-format captions and instances (default: NSD_ROOT/annotations).
+        """
         from neurochat.models import quiet_libraries
-        from neurochat.models.bundle import load_ensemble, load_preset_brainllm
-        from neurochat.models.unclip import load_unclip
+        from neurochat.models.brainllm import load_brainllm
+        from neurochat.models.bundle import has_brainllm, load_ensemble, load_preset_brainllm
+        from neurochat.models.unclip import load_unclip, same_image_encoder
         from neurochat.models.vision import VisionEncoders
         from neurochat.paths import bundle_simnsd_version, check_simnsd_version, ensure_simnsd
         from neurochat.sim.truth import AnswerKey
@@ -196,17 +205,28 @@ class Explorer:
 
         quiet_libraries()
         settings = get_preset(preset, weights)
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
         if nsd_root is None:
             if settings.name != "demo":
                 raise ConfigError("the paper preset explores real NSD: pass --nsd-root DIR")
             nsd_root = ensure_simnsd("demo", log=log)
         check_simnsd_version(nsd_root, trained_on=bundle_simnsd_version(settings.layout.root))
-        dataset = NSDDataset(nsd_root)
+        dataset = NSDDataset(nsd_root, annotations=annotations)
         ensemble = load_ensemble(settings, device=device)
-        vision = VisionEncoders.from_preset(settings, device=device)
-        reconstructor = Reconstructor(load_unclip(settings, device=device))
-        brainllm = load_preset_brainllm(settings, device=device)
+        for bundle in ensemble:
+            bundle.model.to(dtype)
+        pipe = load_unclip(settings, device=device, dtype=dtype, offload=offload)
+        vision = VisionEncoders.from_preset(settings, device=device, dtype=dtype, vae=None if offload else pipe.vae)
+        if same_image_encoder(settings.unclip_dir, vision) is False:
+            log(f"note: the decoder's image encoder ({settings.unclip_dir / 'image_encoder'}) is not the CLIP at "
+                f"{settings.clip_dir}: the extractor predicts that CLIP's embeddings, the decoder reads its own. Use "
+                "the decoder made for that CLIP (for CLIP ViT-L/14: stable-diffusion-2-1-unclip-small)")  # fmt: skip
+        reconstructor = Reconstructor(pipe)
+        brainllm_dir = settings.layout.brainllm_dir()
+        if not has_brainllm(brainllm_dir):
+            load_preset_brainllm(settings)  # raises the sentence that names the commands to train it
+        brainllm = load_brainllm(brainllm_dir, device=device, quantization=quantization, offload=offload)
         answer_key = AnswerKey(dataset.root) if AnswerKey.exists(dataset.root) else None
         vocabulary = list(CONCEPT_NAMES) if settings.name == "demo" else None
         return cls(settings, dataset, ensemble, vision, reconstructor, brainllm, vocabulary=vocabulary,
@@ -322,12 +342,9 @@ class Explorer:
     @torch.no_grad()
     def _encode(self, volume: np.ndarray):
         bundle = self.extractor
-        output = bundle.model(bundle.tokens(bundle.preprocessor(volume[None]).to(self._device)))
+        parameter = next(bundle.model.parameters())
+        output = bundle.model(bundle.tokens(bundle.preprocessor(volume[None]).to(parameter.device, parameter.dtype)))
         return output.clip[0].float(), output.vae[0].float(), output.penultimate[0]
-
-    @property
-    def _device(self) -> torch.device:
-        return next(self.extractor.model.parameters()).device
 
     # -- chat ----------------------------------------------------------------------------------------
 

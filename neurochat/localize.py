@@ -112,7 +112,8 @@ def gradcam_patches(bundle: ExtractorBundle, patch_tokens: torch.Tensor, text_em
     handle = model.penultimate.register_forward_hook(keep_activation)
     try:
         with torch.enable_grad():
-            tokens = patch_tokens.detach().float().requires_grad_(False)
+            parameter = next(model.parameters())  # on a GPU the extractors run in bf16
+            tokens = patch_tokens.detach().to(parameter.device, parameter.dtype).requires_grad_(False)
             output = model(tokens)
             target = F.cosine_similarity(output.clip, text_embedding[None].to(output.clip), dim=-1).sum()
             model.zero_grad(set_to_none=True)
@@ -122,7 +123,7 @@ def gradcam_patches(bundle: ExtractorBundle, patch_tokens: torch.Tensor, text_em
     activation = saved["activation"][0, 1:].detach()  # (N, D) patch tokens, CLS dropped
     gradient = saved["gradient"][0, 1:].detach()  # (N, D)
     channel_weights = gradient.mean(dim=0)  # GradCAM: gradients averaged over the spatial positions
-    return F.relu((activation * channel_weights).sum(dim=-1))  # (N,)
+    return F.relu((activation * channel_weights).sum(dim=-1)).float().cpu()  # (N,)
 
 
 METHODS = ("auto", "encoding", "gradcam")
@@ -199,11 +200,13 @@ def encoding_statistics(bundle: ExtractorBundle, reference: ReferenceRecordings,
     """Run one extractor over a subject's reference recordings and keep the covariances (see above)."""
     operator = bundle.preprocessor.operator(reference.native_shape)
     rows = torch.as_tensor(reference.rows)
+    parameter = next(bundle.model.parameters())  # on a GPU the extractors run in bf16
     embeddings = []
     with torch.no_grad():
         for start in range(0, len(rows), batch_size):
             tokens = operator.tokens_from_voxels(reference.voxels, rows[start : start + batch_size])
-            embeddings.append(F.normalize(bundle.model(bundle.tokens(tokens)).clip.float(), dim=-1))
+            tokens = bundle.tokens(tokens.to(parameter.device, parameter.dtype))
+            embeddings.append(F.normalize(bundle.model(tokens).clip.float(), dim=-1).cpu())
     embeddings = torch.cat(embeddings).double()
     centred_rows = rows.double() - rows.double().mean(0)
     centred_embeddings = embeddings - embeddings.mean(0)

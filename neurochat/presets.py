@@ -43,7 +43,9 @@ class Preset:
     unclip_dir: Path  # diffusers StableUnCLIPImg2ImgPipeline folder (its vae/ gives the VAE latents)
     llm_dir: Path  # transformers causal-LM folder with tokenizer and chat template
     extractor_dir: Path  # NeuroChat ViT3D checkpoints
-    image_size: int  # resolution of the VAE and of reconstructions (paper: 512, then 425 for metrics)
+    # resolution of the VAE targets and of reconstructions; None: the decoder's native one, read from its
+    # folder (SD-2.1-unclip-small's UNet works on 96×96 latents, a 768 px picture: `unclip.native_image_size`)
+    image_size: int | None
     patch_sizes: tuple[int, ...]  # ViT3D patch sizes; the first is the main model, all three the
     # localization ensemble (Sec. 4.4: 14, 12, 10; the demo grid is half NSD's, so 7, 6, 5)
 
@@ -82,13 +84,27 @@ def get_preset(name: str, weights: str | Path | None = None) -> Preset:
                 + ", ".join(f"{hub_id}/" for hub_id in PAPER_HUB_IDS.values())
             )
         root = Path(root)
+        _check_weights_root(root)
         return Preset(
             "paper",
             root / PAPER_HUB_IDS["clip"],
             root / PAPER_HUB_IDS["unclip"],
             root / PAPER_HUB_IDS["llm"],
             WeightsLayout(root / PAPER_MODELS_DIR).extractors,
-            image_size=512,
+            # The decoder's own resolution, not the paper's 512 px: SD-2.1-unclip-small is a 768 px
+            # model (its UNet's sample_size is 96), and Stable Diffusion 2's 768 px models draw poorly
+            # at 512. Metrics downsample to NSD's 425 px either way (App. C.1).
+            image_size=None,
             patch_sizes=(14, 12, 10),
         )
     raise ConfigError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
+
+
+def _check_weights_root(root: Path) -> None:
+    """Refuse a model folder given as the weights root (the commonest mix-up), naming the right one."""
+    if (root / "config.json").exists() or (root / "model_index.json").exists():
+        raise ConfigError(
+            f"--weights {root} is a model folder, not the weights root: give the folder that holds "
+            + ", ".join(f"{hub_id}/" for hub_id in PAPER_HUB_IDS.values())
+            + " (for a folder laid out as W/openai/clip-vit-large-patch14/, that is W)"
+        )

@@ -82,7 +82,8 @@ class Reconstructor:
 
     @property
     def device(self) -> torch.device:
-        return self.pipe.unet.device
+        # with model CPU offload (`load_unclip(offload=True)`) the parts wait on the CPU: work on the GPU they move to
+        return getattr(self.pipe, "_execution_device", None) or self.pipe.unet.device
 
     @property
     def dtype(self) -> torch.dtype:
@@ -127,9 +128,7 @@ class Reconstructor:
         z_v = torch.as_tensor(z_v, dtype=torch.float32)
         if z_c.ndim != 2 or z_v.ndim != 4 or len(z_c) != len(z_v):
             raise DataError(f"expected ẑ_c (B, d) and ẑ_v (B, C, h, w) with the same B; got {tuple(z_c.shape)} and {tuple(z_v.shape)}")
-        expected_latent = (pipe.unet.config.in_channels, pipe.unet.config.sample_size, pipe.unet.config.sample_size)
-        if tuple(z_v.shape[1:]) != expected_latent:
-            raise DataError(f"ẑ_v has shape {tuple(z_v.shape[1:])}, but this decoder works on latents {expected_latent}")
+        check_latents(pipe, z_v)
         batch = len(z_c)
         prompts = [prompt] * batch if isinstance(prompt, str) else list(prompt)
         if len(prompts) != batch:
@@ -171,6 +170,24 @@ class Reconstructor:
 
         # 6. Decode
         return self.decode(latents)
+
+
+def check_latents(pipe, z_v: torch.Tensor) -> None:
+    """Refuse ẑ_v the decoder cannot process, naming what it can: its latent channels, and sides that
+    its UNet can halve at every down block. Other sizes than the native one pass (a convolutional UNet
+    runs at any such size), though the decoder draws best at its own (`unclip.native_image_size`)."""
+    config = pipe.unet.config
+    channels, size = config.in_channels, config.sample_size
+    factor = 2 ** (len(config.down_block_types) - 1)  # the UNet halves the latent at each down block but the last
+    scale = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
+    height, width = z_v.shape[-2:]
+    if z_v.shape[1] != channels or height % factor or width % factor:
+        raise DataError(
+            f"ẑ_v has shape {tuple(z_v.shape[1:])}, but this decoder takes latents of {channels} channels whose sides "
+            f"are multiples of {factor}; its own size is ({channels}, {size}, {size}), a {size * scale} px picture. "
+            f"The extractor was trained for another VAE or resolution: retrain it on this preset's targets "
+            "(`python -m train.extractor`), which are made at the decoder's size"
+        )
 
 
 def _to_uint8(images: torch.Tensor) -> np.ndarray:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
@@ -29,6 +30,20 @@ def default_output(weights: WeightsLayout, layout: str, patch_size: int, subject
     if subjects and len(subjects) == 1:
         return weights.extractor_dir("subject_specific", patch_size, subjects[0])
     return weights.extractor_dir(layout, patch_size)
+
+
+def network_config(preset: str, layout: str, preprocessor, clip_dim: int, latent_shape, *, tiny: bool = False):
+    """The extractor's shape: the preset's network (App. C for the paper, a small one for the demo, a tiny
+    one for tests), its heads sized for the preset's CLIP embedding and VAE latent (for the paper, the
+    decoder's own latents: 4×96×96 at 768 px)."""
+    from neurochat.models.extractor import ExtractorConfig, demo_config, paper_config, token_count
+
+    if tiny:
+        return ExtractorConfig(layout=layout, patch_size=preprocessor.config.patch_size, n_tokens=token_count(preprocessor, layout),
+                               hidden=24, layers=2, heads=2, head_hidden=32, clip_dim=clip_dim, latent_shape=latent_shape)  # fmt: skip
+    if preset == "paper":
+        return replace(paper_config(preprocessor, layout), clip_dim=clip_dim, latent_shape=tuple(latent_shape))
+    return demo_config(preprocessor, clip_dim, latent_shape, layout)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -46,9 +61,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", help="checkpoint folder")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--threads", type=int, help="torch threads (1 is fastest when another job shares the CPU)")
-    parser.add_argument("--mixed-precision", choices=("no", "bf16"), default="no",
-                        help="bf16: forward passes under bf16 autocast (faster on a CPU with native bf16: "
-                             "`python -m neurochat.bench precision`)")  # fmt: skip
+    parser.add_argument("--mixed-precision", choices=("no", "bf16"),
+                        help="bf16: forward passes under bf16 autocast, float32 weights (faster on a CPU with native "
+                             "bf16: `python -m neurochat.bench precision`). Default: bf16 for the paper preset on a "
+                             "GPU, else no")  # fmt: skip
     add_verbosity_options(parser)
     args = parser.parse_args(argv)
     configure_logging(args)
@@ -59,15 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # heavy imports after argument parsing, so --help is instant
     from neurochat.data import TrialBank, build_preprocessor
-    from neurochat.models.extractor import (
-        ExtractorBundle,
-        ExtractorConfig,
-        FMRIExtractor,
-        demo_config,
-        paper_config,
-        token_coordinates,
-        token_count,
-    )
+    from neurochat.models.extractor import ExtractorBundle, FMRIExtractor, token_coordinates
     from neurochat.models.vision import VisionEncoders
     from neurochat.nsd import NSDDataset
     from neurochat.paths import dataset_root
@@ -83,21 +91,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     # 1. Preprocessing and compact voxel arrays; 2. targets from the preset's CLIP and VAE
     preprocessor = build_preprocessor(dataset, patch_size)
     bank = TrialBank(dataset, preprocessor, subjects=args.subject)
-    vision = VisionEncoders.from_preset(preset)
-    targets = dataset_targets(dataset, vision)
-
-    # 3. The network, its initial weights drawn from --seed, so that the same command trains the same model
     import torch
 
+    # the targets are made once per dataset and vision models (on the GPU if there is one; cached, resumable:
+    # `python -m train.prepare` makes them ahead), at the decoder's resolution
+    vision = VisionEncoders.from_preset(preset, device="cuda" if torch.cuda.is_available() else "cpu")
+    targets = dataset_targets(dataset, vision, progress=not args.no_progress)
+
+    # 3. The network, its initial weights drawn from --seed, so that the same command trains the same model
     torch.manual_seed(args.seed)
-    if args.tiny:
-        config = ExtractorConfig(layout=args.layout, patch_size=patch_size, n_tokens=token_count(preprocessor, args.layout),
-                                 hidden=24, layers=2, heads=2, head_hidden=32, clip_dim=vision.clip_dim,
-                                 latent_shape=vision.latent_shape)  # fmt: skip
-    elif args.preset == "paper":
-        config = paper_config(preprocessor, args.layout)
-    else:
-        config = demo_config(preprocessor, vision.clip_dim, vision.latent_shape, args.layout)
+    config = network_config(args.preset, args.layout, preprocessor, vision.clip_dim, vision.latent_shape, tiny=args.tiny)
     model = FMRIExtractor(config, token_coordinates(preprocessor, args.layout))
     info = {"dataset": str(root), "max_session": args.max_session, "preset": args.preset,
             "vision": {"clip": str(vision.clip_dir), "unclip": str(vision.unclip_dir)}}  # fmt: skip
@@ -108,8 +111,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     n_parameters = sum(p.numel() for p in model.parameters())
     log.info(f"training {args.layout} r={patch_size} ({n_parameters / 1e6:.2f} M parameters, N={config.n_tokens}) "
              f"on {len(bank.subjects)} subject(s) → {out}")  # fmt: skip
+    mixed_precision = args.mixed_precision or ("bf16" if args.preset == "paper" and torch.cuda.is_available() else "no")
     train_config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                               max_steps=args.max_steps, mixed_precision=args.mixed_precision)  # fmt: skip
+                               max_steps=args.max_steps, mixed_precision=mixed_precision)  # fmt: skip
     result = train_extractor(bundle, bank, targets, train_config, out, progress=not args.no_progress)
     last = result["history"][-1] if result["history"] else {}
     print(f"done: {result['steps']} steps in {result['train_seconds_this_run']} s; last epoch loss {last.get('loss', float('nan')):.4f}")

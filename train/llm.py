@@ -4,6 +4,13 @@
     python -m train.llm --stage 1 --preset demo                 # f_t only, LLM frozen (paper App. C)
     python -m train.llm --stage 2 --preset demo [--lora]        # f_t + LLM, fully or with LoRA adapters
     accelerate launch -m train.llm --stage 1 --preset paper --weights W --nsd-root /data/nsd --max-session 37
+    accelerate launch --config_file configs/accelerate/zero2.yaml -m train.llm --stage 2 --preset paper ...   # 8 GPUs
+
+Precision: trainable weights are always float32 masters (never pure-bf16 AdamW); on a GPU the paper
+preset computes under bf16 autocast and keeps frozen weights (the LLM in stage 1 and under LoRA) in
+bf16, with gradient checkpointing on: stage 1 and stage 2 with --lora fit one 24 GB GPU, full stage 2
+of Llama-3-8B needs several (docs/real_nsd.md). The paper preset's fMRI tokens are cached per
+extractor and dataset (`python -m train.prepare` makes them ahead, on the GPU).
 
 Defaults: the paper's lr 2e-5 and one epoch per stage (App. C) for `paper`; for `demo`, whose tiny
 model starts from scratch, the larger steps of `neurochat.training.llm.DEMO_STAGE_SETTINGS`.
@@ -38,7 +45,7 @@ log = logging.getLogger(__name__)
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m train.llm", description=__doc__.splitlines()[0])
     parser.add_argument("--stage", type=int, choices=(0, 1, 2), required=True)
-    add_dataset_options(parser)
+    add_dataset_options(parser, annotations=True)
     parser.add_argument("--subject", action="append", help="train on these subjects only (repeatable)")
     parser.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS), help="extension sample kinds (App. A.2)")
     parser.add_argument("--extractor", help="stages 1–2: extractor checkpoint (default: the preset's main ViT3D)")
@@ -54,12 +61,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
     parser.add_argument("--save-every", type=int, help="also save a resumable state every N steps")
     parser.add_argument("--eval-samples", type=int, default=64, help="test samples for the final validation loss")
-    parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
-                        help="LLM weights (bfloat16 for Llama-3-8B on a GPU)")  # fmt: skip
-    parser.add_argument("--mixed-precision", choices=("no", "bf16", "fp16"), default="no",
+    parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"),
+                        help="precision of the frozen LLM weights (stage 1, LoRA); trainable weights are float32 "
+                             "masters whatever this says (default: bfloat16 on a GPU, float32 on a CPU)")  # fmt: skip
+    parser.add_argument("--mixed-precision", choices=("no", "bf16", "fp16"),
                         help="bf16: forward passes under bf16 autocast (faster on a CPU with native bf16: "
-                             "`python -m neurochat.bench precision`); "
-                             "fp16: accelerate's, with a gradient scaler (GPU)")  # fmt: skip
+                             "`python -m neurochat.bench precision`); fp16: accelerate's, with a gradient scaler "
+                             "(GPU). Default: bf16 for the paper preset on a GPU, else no")  # fmt: skip
+    parser.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction,
+                        help="recompute LLM activations in the backward pass (default: on for the paper preset)")  # fmt: skip
     parser.add_argument("--threads", type=int, help="torch intra-op threads (1 is fastest on a CPU another job shares)")
     parser.add_argument("--seed", type=int, default=0, help="seeds the extension's wordings and the training")
     parser.add_argument("--tiny", action="store_true", help="stage 0: a tiny LM (tests)")
@@ -81,6 +91,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    gpu = torch.cuda.is_available()
+    if args.mixed_precision is None:
+        args.mixed_precision = "bf16" if args.preset == "paper" and gpu else "no"
+    if args.gradient_checkpointing is None:
+        args.gradient_checkpointing = args.preset == "paper" and args.stage > 0
     preset = get_preset(args.preset, args.weights)
     settings = stage_defaults(args.preset, args.stage, args.lora)
     for name in ("lr", "epochs", "batch_size"):
@@ -89,18 +104,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = LLMTrainConfig(stage=args.stage, seed=args.seed, max_steps=args.max_steps, save_every=args.save_every,
                             lora=args.lora, lora_r=args.lora_r, lora_alpha=args.lora_alpha, tasks=tuple(args.tasks),
                             eval_samples=args.eval_samples, mixed_precision="bf16" if args.mixed_precision == "bf16" else "no",
-                            **settings)  # fmt: skip
+                            gradient_checkpointing=args.gradient_checkpointing, **settings)  # fmt: skip
     root = dataset_root(args.preset, args.nsd_root)
 
     # 1. The language extension (App. A.2): train samples = own images, test = the shared ones
-    dataset = NSDDataset(root, max_session=args.max_session)
+    dataset = NSDDataset(root, max_session=args.max_session, annotations=args.annotations)
     train, test, summary = build_extension(dataset, seed=args.seed, subjects=args.subject, tasks=args.tasks)
     data_facts = {"nsd_root": str(root), "max_session": args.max_session, "subjects": summary["subjects"],
                   "extension_seed": args.seed, "samples": summary["samples"]}  # fmt: skip
     # bf16 is the training loop's own autocast (config.mixed_precision): accelerate allows one setting per
     # process, and the demo bundle may train float32 models in the same process first
-    accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision="fp16" if args.mixed_precision == "fp16" else None)
-    dtype = getattr(torch, args.dtype)
+    accelerator = Accelerator(cpu=not gpu, mixed_precision="fp16" if args.mixed_precision == "fp16" else None)
+    # frozen weights may be bf16; a trained LM is loaded in float32, its master weights, rather than upcast later
+    frozen = getattr(torch, args.dtype) if args.dtype else (torch.bfloat16 if gpu else torch.float32)
+    dtype = torch.float32 if args.stage == 2 and not args.lora else frozen
+    if args.dtype and dtype != frozen:
+        log.info("stage 2 without --lora trains every LLM weight: they are loaded as float32 masters, not %s", args.dtype)
 
     if args.stage == 0:
         return _stage0(args, preset, config, train, test, data_facts, accelerator)
@@ -144,9 +163,10 @@ def _stage12(args, preset, config, dataset, train, test, data_facts, accelerator
 
     from neurochat.data import TrialBank
     from neurochat.errors import ConfigError
-    from neurochat.models.brainllm import BrainLLM, extractor_facts, load_brainllm
+    from neurochat.models.brainllm import BrainLLM, load_brainllm
     from neurochat.models.bundle import main_extractor_dir
     from neurochat.models.extractor import load_extractor
+    from neurochat.training.fmri_tokens import identify_extractor, token_cache_path
     from neurochat.training.llm import STATE_DIR, example_reply, extract_fmri, finish, fmri_key, train_brainllm
 
     # 2. The frozen extractor and its fMRI tokens for every sample we will read
@@ -156,8 +176,7 @@ def _stage12(args, preset, config, dataset, train, test, data_facts, accelerator
                           f"(`python -m train.extractor --preset {args.preset}`) or pass --extractor DIR")  # fmt: skip
     bundle = load_extractor(extractor_dir, device=accelerator.device)
     bundle.model.requires_grad_(False)  # frozen (App. C)
-    facts = extractor_facts(extractor_dir, bundle.config)
-    bundle.info["checkpoint"] = f"{facts['folder']}#{facts['sha256_16']}"
+    facts = identify_extractor(bundle, extractor_dir)  # also names the token cache
 
     # 3. The model: a new projector over the LLM (stage 1), or the stage-1 result (stage 2)
     out = Path(args.out) if args.out else preset.layout.brainllm_dir("vit3d", args.stage)
@@ -185,7 +204,9 @@ def _stage12(args, preset, config, dataset, train, test, data_facts, accelerator
     test = [s for s in test if s["task"] in config.tasks]
     keys = [fmri_key(s) for s in train] + [fmri_key(s) for s in test[: max(1, config.eval_samples)]]
     bank = TrialBank(dataset, bundle.preprocessor, subjects=data_facts["subjects"])
-    features = extract_fmri(bundle, bank, keys, out / STATE_DIR / "fmri_tokens.npy", progress=not args.no_progress)
+    # the paper preset's tokens outlive the run (prepared ahead by train.prepare, shared by both stages)
+    cache = token_cache_path(bundle, dataset.root) if args.preset == "paper" else out / STATE_DIR / "fmri_tokens.npy"
+    features = extract_fmri(bundle, bank, keys, cache, progress=not args.no_progress)
 
     # 4. Train, describe, save
     result = train_brainllm(model, train, test, features, config, out, accelerator=accelerator,

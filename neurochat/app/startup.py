@@ -36,7 +36,8 @@ def load_explorer(args: argparse.Namespace, log_line=print):
         started = time.perf_counter()
         log_line(f"loading the {args.preset} models from {args.weights or 'the committed checkpoints'} …")
         explorer = Explorer.load(args.preset, nsd_root=nsd_root, weights=args.weights, device=args.device,
-                                 log=log_line)  # fmt: skip
+                                 log=log_line, quantization=getattr(args, "quantize", None),
+                                 offload=getattr(args, "offload", False), annotations=getattr(args, "annotations", None))  # fmt: skip
         log_line(f"models ready in {time.perf_counter() - started:.1f} s")
         return explorer, None
     except NeuroChatError as error:

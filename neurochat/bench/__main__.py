@@ -24,6 +24,8 @@ BENCHMARKS = {
     "app": "neurochat.bench.app",
     "training": "neurochat.bench.training",
     "precision": "neurochat.bench.precision",
+    "memory": "neurochat.bench.memory",
+    "gpu_check": "neurochat.bench.gpu_check",
 }
 
 

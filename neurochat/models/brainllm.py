@@ -150,9 +150,11 @@ class BrainLLM(nn.Module):
     @classmethod
     def from_language_model(cls, lm_dir: str | Path, fmri_hidden: int, n_fmri_tokens: int, *, dtype=None,
                             device: str | torch.device = "cpu", extractor: dict | None = None,
-                            max_context: int | None = None, seed: int = 0) -> "BrainLLM":  # fmt: skip
-        """A new BrainLLM (randomly initialised f_t) over the causal LM in `lm_dir`."""
-        lm, tokenizer = load_language_model(lm_dir, dtype=dtype, device=device)
+                            max_context: int | None = None, seed: int = 0, quantization: str | None = None,
+                            offload: bool = False) -> "BrainLLM":  # fmt: skip
+        """A new BrainLLM (randomly initialised f_t, float32) over the causal LM in `lm_dir` (loaded in
+        `dtype`, or quantized: `load_language_model`)."""
+        lm, tokenizer = load_language_model(lm_dir, dtype=dtype, device=device, quantization=quantization, offload=offload)
         config = BrainLLMConfig(fmri_hidden=fmri_hidden, n_fmri_tokens=n_fmri_tokens, max_context=max_context,
                                 extractor=dict(extractor or {}))  # fmt: skip
         torch.manual_seed(seed)
@@ -182,6 +184,14 @@ class BrainLLM(nn.Module):
         self.lm = get_peft_model(self.lm, lora)
         return self
 
+    def enable_gradient_checkpointing(self) -> "BrainLLM":
+        """Recompute each LM layer's activations in the backward pass instead of keeping them: stage 2 of an
+        8B LLM then holds one layer's activations at a time (a third slower per step)."""
+        lm = self.lm.get_base_model() if self.has_adapter else self.lm
+        lm.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        lm.config.use_cache = False  # a cache is useless while training and clashes with recomputation
+        return self
+
     def merge_lora(self) -> "BrainLLM":
         """Fold LoRA adapters into the LM weights (faster inference; saves as a full LM)."""
         if self.has_adapter:
@@ -202,7 +212,8 @@ class BrainLLM(nn.Module):
     def embed(self, input_ids: torch.Tensor, fmri: torch.Tensor) -> torch.Tensor:
         """Token embeddings (B, L, E) with the projected fMRI at the placeholder positions."""
         inputs_embeds = self.lm.get_input_embeddings()(input_ids)
-        return splice_fmri(inputs_embeds, input_ids, self.project(fmri), self.image_token_id)
+        # f_t may be float32 (its master weights) over a bf16 LM: the spliced sequence takes the LM's precision
+        return splice_fmri(inputs_embeds, input_ids, self.project(fmri).to(inputs_embeds.dtype), self.image_token_id)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, fmri: torch.Tensor,
                 labels: torch.Tensor | None = None):  # fmt: skip
@@ -434,11 +445,13 @@ def trained_extractor_dir(folder: str | Path) -> Path | None:
 
 
 def load_brainllm(folder: str | Path, *, dtype=None, device: str | torch.device = "cpu", merge_lora: bool = False,
-                  language_model: str | Path | None = None) -> BrainLLM:  # fmt: skip
+                  language_model: str | Path | None = None, quantization: str | None = None,
+                  offload: bool = False) -> BrainLLM:  # fmt: skip
     """Load a BrainLLM folder written by `BrainLLM.save` (no flags needed).
 
     language_model : override where the base LM lives (if the folder named in brainllm.json moved).
     merge_lora : fold LoRA adapters into the LM after loading.
+    dtype, quantization, offload : how the LM is loaded (`load_language_model`); f_t stays float32 on `device`.
     """
     folder = Path(folder)
     for name in (CONFIG_NAME, PROJECTOR_NAME):
@@ -456,7 +469,7 @@ def load_brainllm(folder: str | Path, *, dtype=None, device: str | torch.device 
         lm_dir = folder / config.language_model
         if not (lm_dir / "config.json").exists() and config.language_model_absolute:
             lm_dir = Path(config.language_model_absolute)
-    lm, tokenizer = load_language_model(lm_dir, dtype=dtype, device=device)
+    lm, tokenizer = load_language_model(lm_dir, dtype=dtype, device=device, quantization=quantization, offload=offload)
     # 2. LoRA adapters
     if config.adapter:
         from peft import PeftModel

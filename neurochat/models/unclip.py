@@ -17,6 +17,7 @@ Both presets load through `load_unclip`, from a local folder only.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -161,22 +162,83 @@ def _load_vision_parts(folder: Path) -> dict:
     }
 
 
-def load_unclip(preset: Preset | str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None):
-    """The preset's StableUnCLIPImg2ImgPipeline, from its local folder; bf16 on GPU by default."""
+def native_image_size(unclip_dir: str | Path) -> int:
+    """The picture size the decoder was trained at: its UNet's latent `sample_size` times the VAE's
+    downsampling (SD-2.1-unclip-small: 96 × 8 = 768 px; the demo: 16 × 4 = 64 px)."""
+    folder = Path(unclip_dir)
+    for part in ("unet", "vae"):
+        if not (folder / part / "config.json").exists():
+            raise ConfigError(f"{folder / part / 'config.json'} is missing: the decoder's folder needs its {part}/ "
+                              "to say which picture size it works at")  # fmt: skip
+    unet = json.loads((folder / "unet" / "config.json").read_text())
+    vae = json.loads((folder / "vae" / "config.json").read_text())
+    return int(unet["sample_size"]) * 2 ** (len(vae["block_out_channels"]) - 1)
+
+
+def load_unclip(preset: Preset | str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
+                *, offload: bool = False):  # fmt: skip
+    """The preset's StableUnCLIPImg2ImgPipeline, from its local folder; bf16 on GPU by default.
+
+    The pipeline's own image encoder and feature extractor are not loaded: reconstruction is conditioned
+    on the extractor's predicted ẑ_c (Eq. 4), never on a picture, so they would only hold memory (CLIP
+    ViT-L/14's vision tower, 0.6 GiB in bf16, which the explorer already has as its CLIP;
+    `same_image_encoder` checks that the two are one network). `offload`: each part moves to the GPU
+    only while it runs (diffusers' model CPU offload, on accelerate's hooks), for cards that cannot hold
+    the whole app.
+    """
     from diffusers import StableUnCLIPImg2ImgPipeline
 
     from neurochat.models import quiet_libraries
 
     quiet_libraries()
     folder = Path(preset.unclip_dir if isinstance(preset, Preset) else preset)
-    missing = [name for name in UNCLIP_SUBFOLDERS if not (folder / name).is_dir()]
+    missing = [name for name in UNCLIP_SUBFOLDERS if name not in _NOT_LOADED and not (folder / name).is_dir()]
     if missing or not (folder / "model_index.json").exists():
         what = ", ".join(missing) or "model_index.json"
         hint = preset.missing("unclip") if isinstance(preset, Preset) else "train it with `python -m train.unclip`"
         raise ConfigError(f"the UnCLIP pipeline folder {folder} lacks {what}: {hint}")
     device = torch.device(device)
+    if offload and device.type != "cuda":
+        raise ConfigError("offloading moves the decoder's parts between the CPU and a GPU: it needs --device cuda")
     if dtype is None:
         dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    pipe = StableUnCLIPImg2ImgPipeline.from_pretrained(folder, local_files_only=True, dtype=dtype)
+    pipe = StableUnCLIPImg2ImgPipeline.from_pretrained(folder, local_files_only=True, dtype=dtype,
+                                                       **{name: None for name in _NOT_LOADED})  # fmt: skip
     pipe.set_progress_bar_config(disable=True)
+    if offload:
+        pipe.enable_model_cpu_offload(device=device)
+        return pipe
     return pipe.to(device)
+
+
+_NOT_LOADED = ("image_encoder", "feature_extractor")  # see load_unclip
+IMAGE_ENCODER_TOLERANCE = 1e-3  # relative difference of one embedding below which two encoders count as one
+
+
+@torch.no_grad()
+def same_image_encoder(unclip_dir: str | Path, vision) -> bool | None:
+    """Whether the decoder folder's image encoder is the CLIP of `vision` (a `VisionEncoders`): both embed one
+    fixed picture, in `vision`'s device and precision. None when the folder has no image encoder.
+
+    Stable unCLIP is conditioned on its own image encoder's embeddings; the extractor learns to predict
+    those of `vision.clip`. For SD-2.1-unclip-small and openai/clip-vit-large-patch14 they are the same
+    network, so the explorer keeps one copy; a False here means the decoder reads ẑ_c in another
+    embedding space than the one ẑ_c was trained in.
+    """
+    from transformers import CLIPVisionModelWithProjection
+
+    folder = Path(unclip_dir) / "image_encoder"
+    if not (folder / "config.json").exists():
+        return None
+    encoder = CLIPVisionModelWithProjection.from_pretrained(folder, local_files_only=True, dtype=vision.dtype)
+    encoder.to(vision.device).eval()
+    generator = torch.Generator().manual_seed(0)
+    size = (vision.preprocessing.crop_height, vision.preprocessing.crop_width)
+    picture = torch.rand(1, 3, *size, generator=generator)  # (1, 3, h, w) in [0, 1]
+    pixel_values = vision.preprocessing(picture.to(vision.device)).to(vision.dtype)
+    ours = vision.clip.get_image_features(pixel_values=pixel_values).pooler_output.float()
+    theirs = encoder(pixel_values=pixel_values).image_embeds.float()
+    del encoder
+    if ours.shape != theirs.shape:
+        return False
+    return bool((ours - theirs).norm() <= IMAGE_ENCODER_TOLERANCE * ours.norm())

@@ -37,7 +37,7 @@ from neurochat.presets import Preset
 
 PREPROCESSOR_CONFIG = "preprocessor_config.json"  # written by CLIPImageProcessor.save_pretrained
 VAE_SUBFOLDER = "vae"  # where a diffusers pipeline folder keeps its AutoencoderKL
-DEFAULT_BATCH_SIZE = 32  # images per forward pass; bounds memory for ViT-L/14 at 224² and the VAE at 512²
+DEFAULT_BATCH_SIZE = 32  # images per forward pass; bounds memory for ViT-L/14 at 224² and the VAE at 768²
 
 
 @dataclass(frozen=True)
@@ -134,7 +134,11 @@ class VisionEncoders:
     unclip_dir : path
         A diffusers Stable unCLIP folder; only its `vae/` (an `AutoencoderKL`) is loaded here.
     image_size : int, optional
-        Resolution the VAE works at (paper: 512, demo: 64). Default: the VAE config's `sample_size`.
+        Resolution the VAE works at (paper: 768, the decoder's own; demo: 64). Default: the VAE config's
+        `sample_size`.
+    vae : AutoencoderKL, optional
+        An already loaded VAE to use instead of loading `unclip_dir/vae` again (the explorer shares the
+        decoder pipeline's); it keeps its own device and precision.
     device, dtype
         Where and in which precision the models run; outputs are always float32 on the CPU.
     batch_size : int
@@ -145,7 +149,7 @@ class VisionEncoders:
     clip_dim : int
         Size of the projected CLIP embedding (768 for ViT-L/14).
     latent_shape : tuple of int
-        (C, h, w) of one VAE latent at `image_size` (4, 64, 64 for the paper; 4, 16, 16 for the demo).
+        (C, h, w) of one VAE latent at `image_size` (4, 96, 96 for the paper; 4, 16, 16 for the demo).
     image_size : int
     scaling_factor : float
         The VAE's latent scaling (SD 2.1: 0.18215); latents here are always in scaled units.
@@ -163,6 +167,7 @@ class VisionEncoders:
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        vae=None,
     ):
         # heavy imports here, so that `import neurochat.models.vision` stays cheap
         from diffusers import AutoencoderKL
@@ -171,19 +176,21 @@ class VisionEncoders:
         self.clip_dir, self.unclip_dir = Path(clip_dir), Path(unclip_dir)
         _require_folder(self.clip_dir, f"the CLIP folder is missing or incomplete at {self.clip_dir} (no config.json)")
         vae_dir = self.unclip_dir / VAE_SUBFOLDER
-        _require_folder(vae_dir, f"the Stable unCLIP VAE is missing or incomplete at {vae_dir} (no config.json)")
+        if vae is None:
+            _require_folder(vae_dir, f"the Stable unCLIP VAE is missing or incomplete at {vae_dir} (no config.json)")
         self.device, self.dtype, self.batch_size = torch.device(device), dtype, batch_size
 
         self.clip = CLIPModel.from_pretrained(self.clip_dir, local_files_only=True, dtype=dtype).to(self.device).eval()
         self.tokenizer = CLIPTokenizer.from_pretrained(self.clip_dir, local_files_only=True)
         self.preprocessing = ClipPreprocessing.from_folder(self.clip_dir)
-        self.vae = AutoencoderKL.from_pretrained(
-            self.unclip_dir, subfolder=VAE_SUBFOLDER, local_files_only=True, dtype=dtype
-        ).to(self.device).eval()
+        if vae is None:
+            vae = AutoencoderKL.from_pretrained(self.unclip_dir, subfolder=VAE_SUBFOLDER, local_files_only=True, dtype=dtype)
+            vae.to(self.device)
+        self.vae = vae.eval()
 
         self.clip_dim = int(self.clip.config.projection_dim)
         self.image_size = int(image_size or self.vae.config.sample_size)
-        # each down block but the last halves the resolution (SD: 4 blocks → factor 8, 512² → 64²)
+        # each down block but the last halves the resolution (SD: 4 blocks → factor 8, 768² → 96²)
         downsample = 2 ** (len(self.vae.config.block_out_channels) - 1)
         if self.image_size % downsample:
             raise ConfigError(f"image_size {self.image_size} is not a multiple of the VAE's downsampling factor {downsample}")
@@ -192,13 +199,17 @@ class VisionEncoders:
 
     @classmethod
     def from_preset(cls, preset: Preset, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32, **kwargs) -> "VisionEncoders":
-        """The encoders of `preset` (its `clip_dir`, `unclip_dir` and `image_size`).
+        """The encoders of `preset` (its `clip_dir`, `unclip_dir` and `image_size`; a preset without an
+        `image_size` works at the decoder's native one, `native_image_size`).
 
         Raises `ConfigError` with `preset.missing(...)` (which folder, how to get it) when a folder is absent.
         """
+        from neurochat.models.unclip import native_image_size
+
         _require_folder(preset.clip_dir, preset.missing("clip"))
         _require_folder(preset.unclip_dir / VAE_SUBFOLDER, preset.missing("unclip"))
-        return cls(preset.clip_dir, preset.unclip_dir, image_size=preset.image_size, device=device, dtype=dtype, **kwargs)
+        image_size = preset.image_size or native_image_size(preset.unclip_dir)
+        return cls(preset.clip_dir, preset.unclip_dir, image_size=image_size, device=device, dtype=dtype, **kwargs)
 
     # -----------------------------------------------------------------------------------------
     # CLIP
@@ -287,10 +298,10 @@ class VisionEncoders:
             )
         outputs = []
         for chunk in images.split(self.batch_size):
-            chunk = chunk.to(self.device)
+            chunk = chunk.to(self.vae.device)
             if height != self.image_size:
                 chunk = F.interpolate(chunk, size=(self.image_size, self.image_size), mode="bicubic", antialias=True).clamp(0, 1)
-            sample = (chunk * 2.0 - 1.0).to(self.dtype)  # [0, 1] → [-1, 1]
+            sample = (chunk * 2.0 - 1.0).to(self.vae.dtype)  # [0, 1] → [-1, 1]
             latents = self.vae.encode(sample).latent_dist.mode() * self.scaling_factor  # (b, C, h, w)
             outputs.append(latents.float().cpu())
         return torch.cat(outputs)
@@ -315,7 +326,7 @@ class VisionEncoders:
             raise DataError("latents is an empty batch")
         outputs = []
         for chunk in latents.split(self.batch_size):
-            chunk = chunk.to(self.device, self.dtype) / self.scaling_factor  # back to the VAE's own units
+            chunk = chunk.to(self.vae.device, self.vae.dtype) / self.scaling_factor  # back to the VAE's own units
             sample = self.vae.decode(chunk).sample.float().clamp(-1.0, 1.0)  # (b, 3, H, W) in [-1, 1]
             pixels = ((sample + 1.0) * 127.5).round().to(torch.uint8)
             outputs.append(pixels.permute(0, 2, 3, 1).cpu().numpy())  # (b, H, W, 3)

@@ -33,7 +33,13 @@ from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
 from neurochat.errors import ConfigError, DataError
-from neurochat.training.precision import autocast, check_mixed_precision
+from neurochat.training.fmri_tokens import (  # noqa: F401 — the fMRI input, importable from here as before
+    PROTOCOLS,
+    FMRIFeatures,
+    extract_fmri,
+    fmri_key,
+)
+from neurochat.training.precision import autocast, check_mixed_precision, float32_master_weights
 from neurochat.training.schedule import warmup_cosine
 from neurochat.language import BRIEF_INSTRUCTIONS, IMAGE_TOKEN, TASKS
 from neurochat.models.brainllm import BrainLLM
@@ -42,8 +48,6 @@ from neurochat.models.conversation import IGNORE_INDEX, conversation_messages
 log = logging.getLogger(__name__)
 
 STATE_DIR = "training_state"
-PROTOCOLS = ("averaged", "single")
-EXTRACT_BATCH = 32  # trials per extractor forward pass when caching fMRI tokens
 TRAINING_FACTS = "neurochat_training.json"  # stage 0's record, beside the LM's own files
 
 
@@ -69,6 +73,7 @@ class LLMTrainConfig:
     block_size: int = 512  # stage 0: tokens per packed training block
     group_by_length: bool = True  # stages 1-2: batches of similar length (LLaVA's group_by_modality_length)
     mixed_precision: str = "no"  # "bf16": forward pass and loss under bf16 autocast (neurochat.training.precision)
+    gradient_checkpointing: bool = False  # recompute LM activations in the backward pass (Llama-3-8B on one GPU)
 
     def __post_init__(self):
         if self.stage not in (0, 1, 2):
@@ -107,75 +112,6 @@ def stage_defaults(preset: str, stage: int, lora: bool = False) -> dict:
 
 # ---------------------------------------------------------------------------------------------
 # fMRI tokens: the frozen extractor's penultimate hidden states, computed once
-
-
-@dataclass
-class FMRIFeatures:
-    """Penultimate hidden states per fMRI source: `array[index[key]]` is (T, D) for key
-    (subject, trials...)."""
-
-    array: np.ndarray  # (M, T, D) float16 (a memory map for NSD-sized runs)
-    index: dict[tuple, int]
-
-    def batch(self, keys: Sequence[tuple]) -> torch.Tensor:
-        rows = [self.index[key] for key in keys]
-        return torch.from_numpy(np.asarray(self.array[rows], dtype=np.float32))  # (B, T, D)
-
-
-def fmri_key(sample: dict, protocol: str = "averaged") -> tuple:
-    """Which trials make a sample's fMRI input: train samples their one trial; test samples all
-    their repetitions (averaged) or the first (single), App. C.1."""
-    if protocol not in PROTOCOLS:
-        raise ConfigError(f"protocol={protocol!r}: choose 'averaged' or 'single'")
-    trials = list(sample["trials"])
-    if not trials:
-        raise DataError(f"sample {sample.get('id')!r} points at no fMRI trial")
-    if protocol == "single":
-        trials = trials[:1]
-    return (sample["subject"], *sorted(int(t) for t in trials))
-
-
-@torch.no_grad()
-def extract_fmri(bundle, bank, keys: Sequence[tuple], cache_path: str | Path | None = None, *,
-                 progress: bool = False) -> FMRIFeatures:  # fmt: skip
-    """Penultimate hidden states of the frozen extractor for each key (subject, trial, ...): the
-    trials' support voxels are averaged, made into tokens and encoded. Written to `cache_path`
-    (a .npy memory map) when given, and reused from there if it holds exactly these keys."""
-    keys = list(dict.fromkeys(tuple(k) for k in keys))
-    index = {key: row for row, key in enumerate(keys)}
-    model = bundle.model.eval()
-    shape = (len(keys), 1 + model.config.n_tokens, model.config.hidden)
-    meta_path = Path(cache_path).with_suffix(".json") if cache_path else None
-    meta = {"keys": [list(k) for k in keys], "shape": list(shape), "extractor": bundle.info.get("checkpoint", "")}
-    if meta_path is not None and meta_path.exists() and json.loads(meta_path.read_text()) == meta:
-        return FMRIFeatures(np.load(cache_path, mmap_mode="r"), index)
-    if cache_path is not None:
-        Path(cache_path).parent.mkdir(parents=True, exist_ok=True)
-        array = np.lib.format.open_memmap(cache_path, mode="w+", dtype=np.float16, shape=shape)
-    else:
-        array = np.empty(shape, dtype=np.float16)
-    device = next(model.parameters()).device
-    by_subject: dict[str, list[tuple]] = {}
-    for key in keys:
-        by_subject.setdefault(key[0], []).append(key)
-    bar = tqdm(total=len(keys), desc="fMRI tokens", unit="recording", disable=not progress)
-    for subject, subject_keys in by_subject.items():
-        if subject not in bank.subjects:
-            raise DataError(f"samples name subject {subject!r}, which the trial bank does not hold ({bank.subjects})")
-        for start in range(0, len(subject_keys), EXTRACT_BATCH):
-            chunk = subject_keys[start : start + EXTRACT_BATCH]
-            voxels = np.stack([bank.voxels[subject][bank.rows_of(subject, np.array(k[1:]))].mean(axis=0) for k in chunk])
-            tokens = bundle.tokens(bank.tokens(subject, voxels).float()).to(device)  # (b, N, r³)
-            hidden = model(tokens).penultimate.float().cpu().numpy()  # (b, 1 + N, D)
-            if not np.isfinite(hidden).all() or np.abs(hidden).max() > np.finfo(np.float16).max:
-                raise DataError(f"the extractor's hidden states for {subject} are not finite in float16; check the checkpoint")
-            array[[index[k] for k in chunk]] = hidden.astype(np.float16)
-            bar.update(len(chunk))
-    bar.close()
-    if cache_path is not None:
-        array.flush()
-        meta_path.write_text(json.dumps(meta))
-    return FMRIFeatures(array, index)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -328,6 +264,8 @@ def run_training(
     trainable = [p for p in model.parameters() if p.requires_grad]
     if not trainable:
         raise ConfigError("nothing to train: every parameter is frozen")
+    if float32_master_weights(trainable):
+        log.info("trainable weights loaded in lower precision are trained as float32 masters (bf16 only computes)")
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
     scheduler = warmup_cosine(optimizer, int(config.warmup_fraction * total_steps), total_steps)
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
@@ -387,10 +325,23 @@ def run_training(
         history.append({"epoch": epoch + 1, "step": step, "loss": loss_sum / max(1, n_batches), "batches": n_batches})
         save_state(epoch + 1, 0)  # the next run starts at the next epoch
     bar.close()
-    model = accelerator.unwrap_model(model)
+    model = _gathered(accelerator, model)
     model.eval()
     return {"steps": step, "history": history, "seconds": round(time.perf_counter() - started, 1),
             "trainable_parameters": sum(p.numel() for p in trainable), "state_dir": str(state_dir)}  # fmt: skip
+
+
+def _gathered(accelerator: Accelerator, wrapped: torch.nn.Module) -> torch.nn.Module:
+    """The trained model, unwrapped; under DeepSpeed ZeRO-3, whose parameters are spread over the
+    processes, the main process gets the full weights back (the config's
+    `zero3_save_16bit_model: true` lets accelerate gather them), so that it can save them."""
+    model = accelerator.unwrap_model(wrapped)
+    plugin = getattr(accelerator.state, "deepspeed_plugin", None)
+    if plugin is not None and plugin.zero_stage == 3:
+        state = accelerator.get_state_dict(wrapped)
+        if accelerator.is_main_process:
+            model.load_state_dict(state, assign=True)
+    return model
 
 
 def finish(out_dir: Path, accelerator: Accelerator) -> None:
@@ -448,6 +399,8 @@ def prepare_stage(model: BrainLLM, config: LLMTrainConfig) -> BrainLLM:
         model.add_lora(r=config.lora_r, alpha=config.lora_alpha)  # peft freezes the base weights
     else:
         model.lm.requires_grad_(True)
+    if config.gradient_checkpointing:
+        model.enable_gradient_checkpointing()
     return model
 
 

@@ -6,7 +6,8 @@ faster for the UnCLIP UNet, which therefore stays float32; CLIP stays float32 un
 a gain. `python -m neurochat.bench precision` measures every model's bf16 / float32 step time side
 by side (its latest numbers: `reports/benchmarks/precision.json`). The weights, the optimizer and
 the saved checkpoints stay float32: only the forward pass (and so its backward) computes matrix
-products in bf16, as `torch.autocast` does on a GPU.
+products in bf16, as `torch.autocast` does on a GPU. Trainable weights are float32 masters even when a
+model was loaded in bf16 (`float32_master_weights`): never pure-bf16 AdamW.
 
 Each training loop takes a `mixed_precision` setting ("no" or "bf16") in its config, recorded with
 the checkpoint, and opens `autocast(device, mixed_precision)` around its forward pass and loss. Not
@@ -51,3 +52,19 @@ def resolve_mixed_precision(requested: str, device: torch.device | str = "cpu") 
     if requested == "auto":
         return "bf16" if native_bf16(device) else "no"
     return check_mixed_precision(requested)
+
+
+def float32_master_weights(parameters) -> int:
+    """Make every trainable parameter float32 in place; returns how many were cast.
+
+    AdamW applied to bf16 weights loses every update smaller than half the weight's rounding step: bf16
+    keeps 8 significant bits, so at lr 2e-5 (App. C) nearly every update to a Llama weight would
+    vanish. Trainable weights are therefore float32 masters whatever precision the model was loaded
+    in; bf16 remains the forward pass's compute (`autocast`) and the storage of frozen weights.
+    """
+    cast = 0
+    for parameter in parameters:
+        if parameter.requires_grad and parameter.is_floating_point() and parameter.dtype != torch.float32:
+            parameter.data = parameter.data.float()
+            cast += 1
+    return cast
