@@ -305,6 +305,17 @@ def test_a_cut_off_decoder_run_resumes_where_it_stopped(micro_bundle, tmp_path):
     assert unclip_main([*argv, "--out", str(folders["whole"]), "--max-seconds", "0"]) == 0
     with pytest.raises(ConfigError, match="another recipe"):
         unclip_main([*argv, "--out", str(folders["whole"]), "--lr", "1e-3"])
+    # a run whose state was lost continues from the saved UNet, at the step its record names
+    shutil.rmtree(folders["cut"] / "training_state", ignore_errors=True)
+    warm = [*argv, "--steps", "6", "--warm-start"]  # the last --steps wins
+    assert unclip_main([*warm, "--out", str(folders["cut"])]) == 0
+    record = json.loads((folders["cut"] / "decoder_training.json").read_text())
+    assert (record["steps"], record["finished"]) == (6, True)
+    continued = load_file(str(folders["cut"] / "unet" / "diffusion_pytorch_model.safetensors"))
+    assert not all(torch_equal(weights[1][k], continued[k]) for k in continued)
+    (folders["cut"] / "decoder_training.json").unlink()
+    with pytest.raises(ConfigError, match="decoder_training.json is missing"):
+        unclip_main([*warm, "--steps", "8", "--out", str(folders["cut"])])
 
 
 def torch_equal(a, b) -> bool:

@@ -33,6 +33,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--checkpoint-every", type=int, default=500, help="steps between saved states")
     parser.add_argument("--max-seconds", type=float, help="stop (resumably) when this wall time is spent")
     parser.add_argument("--fresh", action="store_true", help="discard a saved state and start over")
+    parser.add_argument("--warm-start", action="store_true",
+                        help="with no saved state, continue from the folder's UNet (fresh optimizer)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tiny", action="store_true", help="a tiny UNet (tests)")
     parser.add_argument("--no-progress", action="store_true")
@@ -59,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 checkpoint_every=args.checkpoint_every, seed=args.seed, max_seconds=args.max_seconds,
                                 warmup_steps=min(200, args.steps))  # fmt: skip
     result = train_decoder(out, clip, unet_config, config, image_size=preset.image_size, progress=not args.no_progress,
-                           fresh=args.fresh)  # fmt: skip
+                           fresh=args.fresh, warm_start=args.warm_start)  # fmt: skip
     (out / "decoder_training.json").write_text(json.dumps(result, indent=2) + "\n")
     state = "finished" if result["finished"] else "stopped (run the same command again to continue)"
     print(f"decoder: step {result['steps']} of {args.steps}, {state}, {result['train_seconds']} s, "

@@ -130,6 +130,23 @@ def loss_weights(scheduler, timesteps: torch.Tensor, gamma: float) -> torch.Tens
     return snr.clamp(max=gamma) / snr.clamp(min=1e-8)
 
 
+def _load_saved_unet(unclip_dir: Path, unet: torch.nn.Module, recipe: dict) -> int:
+    """Load the folder's saved UNet into `unet` and return the step it was saved at."""
+    from diffusers import UNet2DConditionModel
+
+    record_path = unclip_dir / "decoder_training.json"
+    if not record_path.exists():
+        raise ConfigError(f"{record_path} is missing: a warm start continues a decoder trained by this recipe "
+                          "(train.unclip writes that record); train without --warm-start instead")  # fmt: skip
+    record = json.loads(record_path.read_text())
+    if record.get("unet_config") != json.loads(json.dumps(recipe["unet"])):
+        raise ConfigError(f"{unclip_dir / 'unet'} was trained with another UNet shape ({record_path}): "
+                          "train it with --fresh instead of --warm-start")  # fmt: skip
+    saved = UNet2DConditionModel.from_pretrained(unclip_dir / "unet")
+    unet.load_state_dict(saved.state_dict())
+    return int(record["steps"])
+
+
 class _Ema:
     """An exponential moving average of a module's parameters, with the usual warm-up of the decay."""
 
@@ -158,11 +175,15 @@ def train_decoder(
     image_size: int = 64,
     progress: bool = True,
     fresh: bool = False,
+    warm_start: bool = False,
 ) -> dict:
     """Train the UNet of the pipeline folder `unclip_dir` (whose vision parts exist) and save it there.
 
     Resumes from `unclip_dir/training_state/` when it holds a run of the same recipe (`fresh=True`
-    starts over). Returns the run's record; `record["finished"]` says whether `config.steps` was reached.
+    starts over). Without a saved state, `warm_start=True` continues from the UNet the folder holds (the
+    EMA weights of an earlier run of this recipe, at the step its `decoder_training.json` records) with a
+    fresh optimizer: the way on when a run's state was lost. Returns the run's record;
+    `record["finished"]` says whether `config.steps` was reached.
     """
     import copy
 
@@ -202,6 +223,7 @@ def train_decoder(
     rng = np.random.default_rng(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     step, losses, seconds_before = 0, [], 0.0
+    warmup_start = 0  # a warm start's fresh optimizer warms up again
 
     # 3. Resume a cut-off run of the same recipe
     recipe = {"unet": asdict(unet_config), "train": config.recipe()}
@@ -218,6 +240,10 @@ def train_decoder(
         rng.bit_generator.state = saved["numpy_rng"]
         step, losses, seconds_before = saved["step"], saved["recent_losses"], saved["train_seconds"]
         log.info("resuming the decoder at step %d of %d", step, config.steps)
+    elif warm_start:
+        step = warmup_start = _load_saved_unet(unclip_dir, unet, recipe)
+        ema.shadow = {name: p.detach().clone() for name, p in unet.named_parameters()}
+        log.info("continuing from the saved UNet of step %d (a fresh optimizer) up to step %d", step, config.steps)
     log.info("UNet: %.2f M parameters", n_parameters / 1e6)
 
     def save(final: bool) -> None:
@@ -242,7 +268,7 @@ def train_decoder(
     stopped_early = False
     while step < config.steps:
         for group in optimizer.param_groups:
-            group["lr"] = config.lr * min(1.0, (step + 1) / config.warmup_steps)
+            group["lr"] = config.lr * min(1.0, (step + 1 - warmup_start) / config.warmup_steps)
         index = rng.integers(0, len(latents), config.batch_size)
         batch_texts = ["" if rng.random() < config.text_drop else str(rng.choice(texts[i])) for i in index]
         with torch.no_grad():
