@@ -47,3 +47,13 @@ def test_the_reconstruction_table_says_whether_its_numbers_are_one_seed_or_a_mea
     assert "| no_llm | averaged | 0.650 | 0.640 | 92.0% |" in report
     assert "mean over several diffusion seeds; across the seeds PixCorr spread by 0.021–0.021 (standard deviation, per row) " \
            "and CLIP two-way by 3.0%–3.0%." in report
+
+
+def test_a_report_rewritten_from_results_json_keeps_the_papers_row_order(tmp_path):
+    row = {"pixcorr": 0.5, "ssim": 0.5, "clip_2way": 0.9, "alexnet2": None, "alexnet5": None, "inception": None,
+           "effnet": None, "swav": None}  # fmt: skip
+    recon = {name: {"single": row, "averaged": row} for name in ("flattened", "no_llm", "no_vae", "ours")}  # sorted, as stored
+    text = write_report({"recon": recon}, tmp_path, preset="demo", dataset="/data/sim", seconds=60).read_text()
+    rows = [line.split(" | ")[:2] for line in text.splitlines() if line.split(" | ")[0][2:] in recon]
+    assert rows == [[f"| {name}", protocol] for name in ("ours", "no_llm", "no_vae", "flattened")
+                    for protocol in ("averaged", "single")]  # fmt: skip

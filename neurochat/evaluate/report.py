@@ -40,6 +40,16 @@ def machine() -> dict:
     }
 
 
+# Rows in the paper's order: results.json stores its keys sorted, so a report rewritten from it would
+# otherwise list "flattened" before "ours".
+ROW_ORDER = ("vit3d", "ours", "no_llm", "no_vae", "flattened", "subject_specific", "averaged", "single")
+
+
+def _in_row_order(mapping: dict) -> list[tuple]:
+    rank = {name: i for i, name in enumerate(ROW_ORDER)}
+    return sorted(mapping.items(), key=lambda item: rank.get(item[0], len(ROW_ORDER)))
+
+
 def _fmt(value, percent: bool = False) -> str:
     if value is None:
         return "n/a"
@@ -73,8 +83,8 @@ def write_report(results: dict, folder: Path, *, preset: str, dataset: str, seco
     if extractor:
         lines += ["## Feature extractor (Sec. 3.2, 4.2): predicted vs true CLIP and VAE features", "",
                   "| model | protocol | CLIP 2-way | CLIP top-1 | VAE corr |", "|---|---|---|---|---|"]  # fmt: skip
-        for name, by_protocol in extractor.items():
-            for protocol, m in (by_protocol or {}).items():
+        for name, by_protocol in _in_row_order(extractor):
+            for protocol, m in _in_row_order(by_protocol or {}):
                 lines.append(f"| {name} | {protocol} | {_fmt(m['clip_2way'], True)} | {_fmt(m['clip_top1'], True)} | {_fmt(m['vae_corr'])} |")
         lines.append("")
     caption = results.get("caption")
@@ -116,10 +126,10 @@ def write_report(results: dict, folder: Path, *, preset: str, dataset: str, seco
                   "objects (a right background alone does not count).", "",
                   "| row | protocol | PixCorr | SSIM | CLIP 2-way | object_hit | AlexNet(2) | AlexNet(5) | Inception | EffNet-B | SwAV |",
                   "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
-        for name, by_protocol in recon.items():
+        for name, by_protocol in _in_row_order(recon):
             if name == "beta_sweep" or not by_protocol:
                 continue
-            for protocol, m in by_protocol.items():
+            for protocol, m in _in_row_order(by_protocol):
                 lines.append(f"| {name} | {protocol} | {_fmt(m['pixcorr'])} | {_fmt(m['ssim'])} | {_fmt(m['clip_2way'], True)} | "
                              f"{_fmt(m.get('object_hit'), True)} | {_fmt(m['alexnet2'])} | {_fmt(m['alexnet5'])} | {_fmt(m['inception'])} | {_fmt(m['effnet'])} | {_fmt(m['swav'])} |")  # fmt: skip
         lines += [f"| paper (NSD) | averaged | {PAPER_TABLE2['pixcorr']} | {PAPER_TABLE2['ssim']} | 97.5% | — | 93.1% | 97.1% | 96.8% | 0.633 | 0.321 |",
