@@ -7,12 +7,27 @@ Several concepts can be removed at once (the union of their voxels). The origina
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from neurochat.errors import ConfigError
 from neurochat.localize import Heatmap
 
 DEFAULT_FRACTION = 0.10  # q = 10% of nsdgeneral voxels per concept
+
+
+@dataclass(frozen=True)
+class Ablation:
+    """What an ablated picture was drawn from: the zeroed voxels and the prompt the LLM wrote without them."""
+
+    concepts: tuple[str, ...]  # the removed concepts, sorted
+    zeroed: np.ndarray  # bool (X, Y, Z) in the recording's native grid (`Explorer.features(state).affine`)
+    prompt: str  # the LLM's reconstruction prompt for the ablated recording ("" before any reconstruction was asked)
+
+    @property
+    def voxel_count(self) -> int:
+        return int(self.zeroed.sum())
 
 
 def ablation_mask(heatmaps: list[Heatmap], fraction: float = DEFAULT_FRACTION) -> np.ndarray:

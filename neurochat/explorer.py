@@ -19,7 +19,6 @@ re-uses its heatmap.
 from __future__ import annotations
 
 import re
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -27,7 +26,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from neurochat.ablate import DEFAULT_FRACTION, ablate
+from neurochat.ablate import DEFAULT_FRACTION, Ablation, ablate
 from neurochat.errors import ConfigError, DataError
 from neurochat.language import (
     RECONSTRUCTION_INSTRUCTION,
@@ -37,6 +36,7 @@ from neurochat.language import (
 )
 from neurochat.language.questions import unknown_concept, unknown_concept_answer
 from neurochat.localize import ConceptLocalizer, Heatmap, dataset_references
+from neurochat.lru import LRUCache
 from neurochat.models.extractor import ExtractorBundle
 from neurochat.nsd.betas import read_beta_map
 from neurochat.nsd.dataset import NSDDataset
@@ -46,7 +46,8 @@ from neurochat.reconstruct import DEFAULT_BETA, DEFAULT_GUIDANCE, DEFAULT_STEPS,
 from neurochat.vocabulary import SCENES, asserted_mentions
 
 PROTOCOLS = ("averaged", "single")
-MAX_MESSAGE_CHARS = 2000  # longer messages are refused with a sentence (the demo LLM reads 512 tokens)
+MAX_MESSAGE_CHARS = 2000  # the most any message may hold (`Explorer.max_message_chars`: fewer for a short-context LLM)
+CHAT_ANSWER_TOKENS = 128  # the room a chat answer gets in the LLM's context
 _RECONSTRUCTION_WORDS = re.compile(
     r"\b(reconstruct\w*|stable diffusion|re-?create|redraw|draw (it|the|what)|generate (the|an?) (image|picture)|"
     r"show me (the|what)|what did (they|the (person|subject)) see)\b",
@@ -138,25 +139,6 @@ class ChatTurn:
             self.action = ("localize", concept)
 
 
-class _LRU(OrderedDict):
-    def __init__(self, capacity: int):
-        super().__init__()
-        self.capacity = capacity
-
-    def put(self, key, value):
-        self[key] = value
-        self.move_to_end(key)
-        while len(self) > self.capacity:
-            self.popitem(last=False)
-        return value
-
-    def fetch(self, key):
-        if key in self:
-            self.move_to_end(key)
-            return self[key]
-        return None
-
-
 class Explorer:
     """Every model of a preset, loaded once, and the per-trial caches."""
 
@@ -175,9 +157,10 @@ class Explorer:
                                           cache=cache_dir() / "encoding-maps")  # fmt: skip
         self.vocabulary = vocabulary
         self.answer_key = answer_key
-        self._features = _LRU(32)
-        self._heatmaps = _LRU(256)
-        self._pictures = _LRU(128)
+        self._features = LRUCache(32)
+        self._heatmaps = LRUCache(256)
+        self._pictures = LRUCache(128)
+        self._ablations = LRUCache(16)  # (trial key, concepts, fraction, prompt) -> (Ablation, its Features)
         self._uploads: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # key -> (volume, mask, affine)
 
     # -- loading ----------------------------------------------------------------------------------
@@ -348,7 +331,17 @@ class Explorer:
 
     # -- chat ----------------------------------------------------------------------------------------
 
-    def chat(self, state: TrialState, message: str, max_new_tokens: int = 128) -> ChatTurn:
+    @property
+    def max_message_chars(self) -> int:
+        """The longest first question the LLM reads with room for its answer, one token per character counted
+        (most text takes fewer; a later turn may have less room, and the LLM then refuses with a sentence)."""
+        from neurochat.models.conversation import with_placeholder
+
+        llm, shortest = self.brainllm, [{"role": "user", "content": "?"}]
+        used = len(llm.encode(with_placeholder(shortest, llm.config.image_token), add_generation_prompt=True).input_ids)
+        return max(1, min(MAX_MESSAGE_CHARS, llm.max_context - CHAT_ANSWER_TOKENS - used))
+
+    def chat(self, state: TrialState, message: str, max_new_tokens: int = CHAT_ANSWER_TOKENS) -> ChatTurn:
         """Ask the recording something; returns a streamed `ChatTurn` (multi-turn: `state.history`).
 
         Requests to locate a concept or to reconstruct the picture are sent to the LLM as the
@@ -360,8 +353,8 @@ class Explorer:
         text = (message or "").strip()
         if not text:
             raise DataError("Type a question about this trial, or pick one of the examples.")
-        if len(text) > MAX_MESSAGE_CHARS:
-            raise DataError(f"That message has {len(text):,} characters; please ask in at most {MAX_MESSAGE_CHARS:,}.")
+        if len(text) > self.max_message_chars:
+            raise DataError(f"That message has {len(text):,} characters; this model reads at most {self.max_message_chars:,}.")
         unknown = unknown_concept(text, self.vocabulary) if self.vocabulary else None
         if unknown is not None:
             return ChatTurn(iter([unknown_concept_answer(unknown, self.vocabulary)]), state, text, None, [], remember=False)
@@ -460,35 +453,44 @@ class Explorer:
         If the LLM wrote the reconstruction prompt, it is asked again about the ablated recording
         and may not name the removed concepts (a prompt written before would still name them).
         """
+        details, ablated = self._ablated(state, concepts, fraction)
+        return self._picture(state.key, details.concepts, ablated, details.prompt, beta, seed, steps, guidance, progress)
+
+    def ablation(self, state: TrialState, concepts: Sequence[str], fraction: float = DEFAULT_FRACTION) -> Ablation:
+        """The zeroed voxels of `concepts` in this recording and the prompt written for what is left (cached)."""
+        return self._ablated(state, concepts, fraction)[0]
+
+    def _ablated(self, state: TrialState, concepts: Sequence[str], fraction: float) -> tuple[Ablation, Features]:
         if not concepts:
             raise DataError("Choose at least one concept to remove.")
         heatmaps = [self.localize(state, concept) for concept in concepts]
         names = tuple(sorted(h.concept for h in heatmaps))
+        cache_key = (state.key, names, fraction, state.prompt)
+        cached = self._ablations.fetch(cache_key)
+        if cached is not None:
+            return cached
         features = self.features(state)
-        cache_key = (state.key, names, fraction)
-        ablated = self._features.fetch(cache_key)
-        if ablated is None:
-            volume, _ = ablate(features.volume, heatmaps, fraction)
-            clip, vae, tokens = self._encode(volume)
-            ablated = self._features.put(cache_key, Features(volume, features.mask, features.affine, features.to_mni,
-                                                              clip, vae, tokens))  # fmt: skip
+        volume, zeroed = ablate(features.volume, heatmaps, fraction)
+        clip, vae, tokens = self._encode(volume)
+        ablated = Features(volume, features.mask, features.affine, features.to_mni, clip, vae, tokens)
         prompt = self.reconstruction_prompt(state, ablated, removed=names) if state.prompt else ""
-        return self._picture(state.key, names, ablated, prompt, beta, seed, steps, guidance, progress)
+        return self._ablations.put(cache_key, (Ablation(names, zeroed, prompt), ablated))
 
     # -- bring your own brain -----------------------------------------------------------------------
 
-    def upload(self, path: str | Path) -> TrialState:
+    def upload(self, path: str | Path, volume_index: int | None = None) -> TrialState:
         """Explore a single-trial beta volume from a NIfTI file (e.g. a subject the model never saw).
 
         Read as NSD's betas are (`read_beta_map`: integer files in NSD's units, float files in percent
-        signal change, the file's affine kept). The volume must be 3-D and finite, on a grid the
-        preprocessor can resize (within 4x of the common grid per axis).
+        signal change, the file's affine kept; an empty, constant or non-finite volume is refused);
+        `volume_index` picks one volume of a 4D file. The grid must be one the preprocessor can resize
+        (within 4x of the common grid per axis).
         """
-        volume, affine = read_beta_map(path)
+        volume, affine = read_beta_map(path, volume_index)
         operator = self.extractor.preprocessor.operator(volume.shape)  # raises a DataError for implausible grids
         mask = np.zeros(volume.size, bool)
         mask[operator.support] = True
-        name = Path(path).name
+        name = Path(path).name if volume_index is None else f"{Path(path).name}[{volume_index}]"
         key = f"{name}#{len(self._uploads) + 1}"
         self._uploads[key] = (volume, mask.reshape(volume.shape), affine)
         state = TrialState(f"upload:{name}", None, "upload", upload=key)

@@ -77,7 +77,10 @@ class Heatmap:
         xyz = ijk @ mni_affine[:3, :3].T + mni_affine[:3, 3]  # MNI mm
         native_ijk = (xyz - self.to_mni[:3, 3]) @ np.linalg.inv(self.to_mni[:3, :3]).T  # native voxel coords
         values = ndimage.map_coordinates(self.native, native_ijk.T, order=1, cval=0.0).reshape(shape)
-        return nib.Nifti1Image(values.astype(np.float32), mni_affine)
+        image = nib.Nifti1Image(values.astype(np.float32), mni_affine)
+        image.set_sform(mni_affine, code="mni")  # code 4: viewers and tools then read the grid as MNI152
+        image.set_qform(mni_affine, code="mni")
+        return image
 
     def top_voxels(self, fraction: float) -> np.ndarray:
         """bool (X, Y, Z): the `fraction` (0..1) of the search region's voxels with the highest values.

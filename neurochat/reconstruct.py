@@ -42,6 +42,11 @@ class StartLatents:
     noise_fraction: float  # std of the noise part of x_t relative to a unit latent: 0 (β = 0) .. 1 (β = 1)
 
 
+def denoising_steps(beta: float, steps: int = DEFAULT_STEPS) -> int:
+    """How many of the schedule's `steps` a pass at strength β runs: β moves the picture in steps of 1/`steps`."""
+    return min(int(round(steps * beta)), steps)
+
+
 def start_latents(scheduler, z_v: torch.Tensor, beta: float, steps: int, generator: torch.Generator) -> StartLatents:
     """Noise ẑ_v to the timestep that strength β reaches (diffusers' img2img `get_timesteps` logic).
 
@@ -52,7 +57,7 @@ def start_latents(scheduler, z_v: torch.Tensor, beta: float, steps: int, generat
         raise ConfigError(f"β = {beta} is outside [0, 1]: it is the share of noise mixed into ẑ_v (Eq. 4)")
     scheduler.set_timesteps(steps, device=z_v.device)
     order = getattr(scheduler, "order", 1)
-    n_run = min(int(round(steps * beta)), steps)  # denoising steps actually run
+    n_run = denoising_steps(beta, steps)
     t_start = steps - n_run
     timesteps = scheduler.timesteps[t_start * order :]
     if hasattr(scheduler, "set_begin_index"):

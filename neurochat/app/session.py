@@ -2,15 +2,15 @@
 
 Handlers take and return plain values: a dict of component → value (or `gr.update`), as Gradio
 accepts, keyed by the components that `ExplorerUI.build` puts in `self.c`. Every handler that can fail
-is wrapped by `guarded`, so a failure becomes a sentence in the UI, never a traceback.
+is wrapped by `guarded`, so a failure becomes a sentence in the UI, never a traceback. Choosing a
+recording and the chat are here; the panels that draw (reconstruction, ablation, brain, downloads) are
+`PanelHandlers` in `panels.py`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -21,17 +21,19 @@ import numpy as np
 
 from neurochat import viz
 from neurochat.app import figures
+from neurochat.app.panels import DEFAULT_SEED, PanelHandlers
 from neurochat.app.problems import Problem, guarded, sentence
 from neurochat.errors import NeuroChatError
 from neurochat.language import localization_instruction
 
 if TYPE_CHECKING:
+    from neurochat.ablate import Ablation
     from neurochat.explorer import TrialState
 
 log = logging.getLogger("neurochat.app")
 
 BUSY_TIMEOUT_S = 300.0  # a chat turn still "running" after this long is taken as abandoned (closed tab)
-DEFAULT_SEED = 0
+__all__ = ["DEFAULT_SEED", "Session", "SessionHandlers"]
 
 
 @dataclass
@@ -49,6 +51,10 @@ class Session:
     example_concept: str = ""  # the concept the 'Locate' example asks for (one this picture shows)
     view: str = "3d"  # the brain tab in front: "3d" or "glass" (the static view renders on demand)
     folder: str | None = None  # this tab's download folder
+    upload_path: str | None = None  # the uploaded file explored now (another of its volumes can be picked)
+    # The ablated picture's zeroed voxels (`ablation.zeroed`, bool in the trial's native grid, whose affine is
+    # `explorer.features(trial).affine`) and the prompt it was drawn with; None while nothing is removed.
+    ablation: Ablation | None = None
 
 
 def _as_text(content) -> str:
@@ -62,7 +68,7 @@ def _as_text(content) -> str:
     return "" if content is None else str(content)
 
 
-class SessionHandlers:
+class SessionHandlers(PanelHandlers):
     """The handlers of one page around one loaded `Explorer` (shared by every tab; a tab's own state
     is the `Session` passed in). `ExplorerUI` adds the layout that fills `self.c` with components."""
 
@@ -73,6 +79,7 @@ class SessionHandlers:
         self._rng = np.random.default_rng()
         self.default_subject = explorer.subjects[0]
         self.default_trial = explorer.first_impression(self.default_subject)
+        self.max_message_chars = explorer.max_message_chars  # the message box holds no more than the LLM reads
 
     # -- choosing what to look at -------------------------------------------------------------------
 
@@ -84,20 +91,24 @@ class SessionHandlers:
         c = self.c
         session.trial, session.messages, session.pending, session.action = trial, [], None, None
         session.busy_since, session.shown, session.files_for, session.rendered = None, None, None, {}
+        session.ablation = None
+        if trial.upload is None:
+            session.upload_path = None
         session.example_concept = self.explorer.example_concept(trial.nsd_id, trial.concepts)
         if trial.upload is None:
             self.explorer.prepare_localization(trial.subject)  # so the first "where is …" need not wait for the fit
         picture, captions = self.explorer.stimulus(trial)
         if trial.upload is not None:
             caption = f"**{trial.label()}** — no picture is known for an uploaded volume."
+            subject_value = trial_value = None  # the boxes name no trial of the dataset now
         else:
             caption = f"*“{captions[0]}”*" if captions else "(no caption on disk)"
         prior = self.explorer.vae_prior(trial)
         return {
             c.status: f"Now exploring {trial.label()}.",
             c.state: session,
-            c.subject: gr.update(value=subject_value) if subject_value else gr.update(),
-            c.trial: trial_value if trial_value is not None else gr.update(),
+            c.subject: gr.update(value=subject_value) if subject_value or trial.upload else gr.update(),
+            c.trial: trial_value if trial_value is not None or trial.upload else gr.update(),
             c.stimulus: picture,
             c.caption: caption,
             c.chatbot: [],
@@ -105,6 +116,8 @@ class SessionHandlers:
             c.final: None,
             c.ablated: None,
             c.prompt: "Ask for a reconstruction (“Provide the corresponding Stable Diffusion prompts…”) to render it.",
+            c.shown_beta: "",
+            c.ablation_info: "",
             c.concepts: gr.update(choices=[], value=[]),
             c.brain_title: "",
             c.brain3d: None,
@@ -136,6 +149,8 @@ class SessionHandlers:
     def pick_trial(self, subject: str, nsd_id, protocol: str, session: Session) -> dict:
         if not subject or nsd_id in (None, ""):
             raise Problem("Pick a subject and a trial first (left column).")
+        if not str(nsd_id).strip().isdigit():
+            raise Problem(f"'{nsd_id}' is not a trial: pick one from the list (its NSD image number).")
         trial = self.explorer.select(subject, int(nsd_id), protocol or "averaged")
         return self._fresh(session, trial)
 
@@ -148,12 +163,35 @@ class SessionHandlers:
         return self._fresh(session, trial, trial_value=choice.nsd_id)
 
     @guarded("reading the uploaded volume")
-    def upload(self, path, session: Session) -> dict:
+    def upload(self, path, volume_index, session: Session) -> dict:
+        """A NIfTI file: a 3D beta map, or a 4D file of several, of which `volume_index` (0-based) is read."""
         if not path:
             raise Problem("Choose a NIfTI file (.nii or .nii.gz) holding one trial's 3D beta map.")
-        path = getattr(path, "name", path)  # a tempfile wrapper in older Gradio versions
-        trial = self.explorer.upload(path)
-        return self._fresh(session, trial)
+        path = str(getattr(path, "name", path))  # a tempfile wrapper in older Gradio versions
+        return self._read_upload(path, volume_index, session)
+
+    @guarded("reading the picked volume")
+    def pick_volume(self, volume_index, session: Session) -> dict:
+        """Another volume of the 4D file uploaded last."""
+        if session is None or session.upload_path is None:
+            return self._unchanged()  # nothing uploaded: the number is used by the next upload
+        return self._read_upload(session.upload_path, volume_index, session)
+
+    def _read_upload(self, path: str, volume_index, session: Session) -> dict:
+        from neurochat.nsd.betas import volume_count
+
+        count, name = volume_count(path), Path(path).name
+        index = 0 if volume_index in (None, "") else float(volume_index)
+        if not float(index).is_integer() or not 0 <= index < count:
+            raise Problem(f"{name} holds {count} volume{'s' if count > 1 else ''}: pick a volume from 0 to "
+                          f"{count - 1}, not {volume_index}.")  # fmt: skip
+        trial = self.explorer.upload(path, int(index) if count > 1 else None)
+        session.upload_path = path
+        out = self._fresh(session, trial)
+        if count > 1:
+            out[self.c.caption] += (f" Volume {int(index)} of the file's {count} (0 to {count - 1}): change "
+                                    "*volume* to read another.")  # fmt: skip
+        return out
 
     # -- chat ----------------------------------------------------------------------------------------
 
@@ -164,9 +202,8 @@ class SessionHandlers:
 
     @guarded("reading your message")
     def accept(self, message, session: Session) -> dict:
-        """Show the message at once and hand it to `answer` (refusing bad input with a sentence)."""
-        from neurochat.explorer import MAX_MESSAGE_CHARS
-
+        """Show the message at once and hand it to `answer` (refusing bad input with a sentence; a refused
+        message stays in the box, to be edited)."""
         c = self.c
         session = self._require_trial(session)
         text = _as_text(message).strip()
@@ -175,8 +212,9 @@ class SessionHandlers:
                            "Ask again when it is done.")  # fmt: skip
         if not text:
             raise Problem("Type a question about this trial, or press one of the examples below the chat.")
-        if len(text) > MAX_MESSAGE_CHARS:
-            raise Problem(f"That message has {len(text):,} characters; please ask in at most {MAX_MESSAGE_CHARS:,}.")
+        if len(text) > self.max_message_chars:
+            raise Problem(f"That message has {len(text):,} characters; this model reads at most "
+                          f"{self.max_message_chars:,}: please shorten it.")  # fmt: skip
         self.explorer.check_localization_request(text)  # a concept it does not know: a sentence naming close ones
         session.pending, session.busy_since = text, time.time()
         session.messages = session.messages + [{"role": "user", "content": text}]
@@ -198,7 +236,13 @@ class SessionHandlers:
             yield self._unchanged()
             return
         text, session.pending = session.pending, None
-        turn = self.explorer.chat(session.trial, text)
+        try:
+            turn = self.explorer.chat(session.trial, text)
+        except NeuroChatError as error:  # refused before any answer (e.g. too long for the model's context)
+            session.messages, session.busy_since = session.messages[:-1], None  # the message goes back to its box
+            yield {**self._problem(error, "answering", ()), c.state: session, c.chatbot: session.messages,
+                   c.message: text}  # fmt: skip
+            return
         if turn.notes:
             gr.Info(sentence(" ".join(turn.notes)))
         session.messages = session.messages + [{"role": "assistant", "content": ""}]
@@ -213,6 +257,29 @@ class SessionHandlers:
         self.explorer.note_concepts(session.trial, turn.text)  # what the answer asserts gets a chip (a localized concept gets its own)
         yield {c.status: "", c.state: session, c.chatbot: session.messages, c.concepts: self._chips(session),
                c.dl_chat: self._chat_file(session)}  # fmt: skip
+
+    @guarded("clearing the conversation")
+    def clear_chat(self, session: Session) -> dict:
+        """Clear means a new conversation: the LLM's history goes too, so the next answer is a first answer."""
+        c = self.c
+        if session is None or session.trial is None:
+            return self._unchanged()
+        session.messages, session.pending, session.action, session.busy_since = [], None, None, None
+        session.trial.history = []
+        return {c.status: "The conversation was cleared: the model starts afresh on this trial.", c.state: session,
+                c.chatbot: [], c.dl_chat: gr.update(value=None, interactive=False)}  # fmt: skip
+
+    def chat(self, message, beta: float, seed, threshold: float, session: Session, progress=gr.Progress()):
+        """The API's chat: one whole turn (accept, the streamed answer, then the reconstruction or the map it
+        asked for, and the heatmap files), each update merged into the last."""
+        merged = {}
+        for step in (lambda: [self.accept(message, session)], lambda: self.answer(session),
+                     lambda: [self.act(session, beta, seed, threshold, progress)], lambda: [self.heatmap_files(session)]):  # fmt: skip
+            for out in step():
+                merged.update(out)
+                yield dict(merged)
+            if str(merged.get(self.c.status, "")).startswith("⚠️"):
+                return  # refused or failed: nothing more is run
 
     def _chips(self, session: Session):
         trial = session.trial
@@ -231,144 +298,6 @@ class SessionHandlers:
             return self._locate(session, argument, threshold, progress)
         finally:
             session.busy_since = None
-
-    # -- reconstruction and ablation -------------------------------------------------------------
-
-    def _render(self, session: Session, beta: float, seed, progress=None) -> dict:
-        """The reconstruction with the current β and seed; and the ablated one when concepts are off."""
-        c, explorer = self.c, self.explorer
-        trial = self._require_trial(session).trial
-        beta, seed = _check_beta(beta), _check_seed(seed)
-        steps = _progress_steps(progress)
-        original_state = dataclasses.replace(trial, removed=[])
-        if progress is not None:
-            progress(0.0, desc="denoising")
-        final = explorer.reconstruct(original_state, beta=beta, seed=seed, progress=steps("denoising"))
-        prior = explorer.vae_prior(original_state)  # (with concepts removed it would decode the ablated ẑ_v)
-        ablated = None
-        if trial.removed:
-            ablated = explorer.reconstruct(trial, beta=beta, seed=seed, progress=steps("ablating and denoising"))
-        prompt = trial.prompt
-        shown_prompt = f"**prompt:** {prompt}" if prompt else "**prompt:** none yet (ẑ_c alone): ask to reconstruct"
-        strip = figures.save_reconstruction_strip(self._folder(session), trial, prior, final, beta, seed, ablated)
-        # Send a picture only when it changed: Gradio rewrites an image's cache file in place on every
-        # send, and a browser still fetching the same picture then gets a truncated response.
-        drawn = (trial.key, prompt, beta, seed)
-        shown = {"final": drawn, "ablated": (*drawn, tuple(trial.removed))}
-        changed = {name: session.rendered.get(name) != key for name, key in shown.items()}
-        session.rendered.update(shown)
-        if ablated is None:
-            ablated_update = gr.update(value=None, label="Ablated (untick a concept)")
-        else:
-            ablated_update = gr.update(label="Ablated: without " + ", ".join(trial.removed))
-            if changed["ablated"]:
-                ablated_update["value"] = ablated
-        return {
-            c.status: "", c.state: session,
-            c.final: final if changed["final"] else gr.update(),
-            c.ablated: ablated_update,
-            c.prompt: f"{shown_prompt} · β = {beta:.2f} · seed {seed}",
-            c.concepts: self._chips(session),
-            c.dl_images: gr.update(value=str(strip), interactive=True),
-        }  # fmt: skip
-
-    @guarded("re-rendering")
-    def rerender(self, beta: float, seed, session: Session, progress=gr.Progress()) -> dict:
-        """β or seed changed: only the diffusion runs again (the explorer caches the features)."""
-        self._require_trial(session)
-        return self._render(session, beta, seed, progress)
-
-    @guarded("removing the concept")
-    def toggle(self, kept: list[str] | None, beta: float, seed, session: Session, progress=gr.Progress()) -> dict:
-        """The chips say which concepts stay; the unticked ones are ablated (same β and seed)."""
-        trial = self._require_trial(session).trial
-        kept = set(kept or [])
-        for name in kept - set(trial.concepts):
-            raise Problem(f"'{name}' is not one of this trial's concepts.")
-        trial.removed = [name for name in trial.concepts if name not in kept]
-        try:
-            return self._render(session, beta, seed, progress)
-        except NeuroChatError:
-            trial.removed = []  # an unknown concept cannot be removed: keep the recording whole
-            raise
-
-    @guarded("restoring the concepts")
-    def restore(self, beta: float, seed, session: Session, progress=gr.Progress()) -> dict:
-        trial = self._require_trial(session).trial
-        trial.removed = []
-        return self._render(session, beta, seed, progress)
-
-    # -- localization ------------------------------------------------------------------------------
-
-    def _locate(self, session: Session, concept: str, threshold: float, progress=None) -> dict:
-        trial = self._require_trial(session).trial
-        if progress is not None:
-            progress(0.0, desc=f"mapping the concept with {len(self.explorer.ensemble)} extractors")
-        heatmap = self.explorer.localize(trial, concept)
-        session.shown = heatmap.concept
-        return self._brain(session, heatmap, threshold)
-
-    def _brain(self, session: Session, heatmap, threshold: float) -> dict:
-        c = self.c
-        threshold = float(np.clip(threshold if threshold is not None else viz.DEFAULT_THRESHOLD, 0.0, 0.99))
-        figure = viz.glass_brain_3d(heatmap, threshold)
-        glass = figures.glass_image(heatmap, threshold) if session.view == "glass" else None
-        method = "encoding map" if heatmap.method == "encoding" else "GradCAM"
-        return {c.status: "", c.state: session, c.brain_title: f'**Where is "{heatmap.concept}"?** '
-                f"(drag to rotate · {heatmap.subject} · {method})", c.brain3d: figure, c.glass: glass,
-                c.concepts: self._chips(session)}  # fmt: skip
-
-    @guarded("locating the concept")
-    def locate(self, concept: str, threshold: float, session: Session, progress=gr.Progress()) -> dict:
-        self._require_trial(session)
-        return self._locate(session, concept, threshold, progress)
-
-    @guarded("redrawing the brain")
-    def redraw_brain(self, threshold: float, session: Session) -> dict:
-        c = self.c
-        if session is None or session.trial is None or session.shown is None:
-            return {c.state: session}
-        return self._brain(session, self.explorer.localize(session.trial, session.shown), threshold)
-
-    def show_3d(self, threshold: float, session: Session) -> dict:
-        return self.show_view("3d", threshold, session)
-
-    def show_glass(self, threshold: float, session: Session) -> dict:
-        return self.show_view("glass", threshold, session)
-
-    @guarded("switching the brain view")
-    def show_view(self, view: str, threshold: float, session: Session) -> dict:
-        c = self.c
-        if session is None:
-            return self._unchanged()
-        session.view = view
-        if view == "glass" and session.trial is not None and session.shown is not None:
-            heatmap = self.explorer.localize(session.trial, session.shown)
-            return {c.state: session, c.glass: figures.glass_image(heatmap, threshold)}
-        return {c.state: session}
-
-    # -- downloads ------------------------------------------------------------------------------------
-
-    def _folder(self, session: Session) -> Path:
-        if session.folder is None:
-            session.folder = uuid.uuid4().hex[:12]
-        folder = self.downloads / session.folder
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder
-
-    @guarded("preparing the heatmap files")
-    def heatmap_files(self, session: Session) -> dict:
-        """The shown heatmap as NIfTI, native and MNI (after the figure, so the brain shows first)."""
-        c = self.c
-        if session is None or session.trial is None or session.shown is None:
-            return self._unchanged()
-        if session.files_for == (session.trial.key, session.shown):
-            return self._unchanged()  # written already
-        session.files_for = (session.trial.key, session.shown)
-        heatmap = self.explorer.localize(session.trial, session.shown)
-        native, mni = viz.save_heatmap(heatmap, self._folder(session))
-        mni_update = gr.update(value=str(mni), interactive=True) if mni else gr.update(value=None, interactive=False)
-        return {c.state: session, c.dl_native: gr.update(value=str(native), interactive=True), c.dl_mni: mni_update}
 
     def _chat_file(self, session: Session):
         conversation = [{"role": m["role"], "content": _as_text(m["content"])} for m in session.messages]
@@ -401,29 +330,3 @@ class SessionHandlers:
                     out[self.c.concepts] = self._chips(arg)
         return out
 
-
-def _check_beta(beta) -> float:
-    from neurochat.reconstruct import DEFAULT_BETA
-
-    beta = DEFAULT_BETA if beta is None else float(beta)
-    if not 0.0 <= beta <= 1.0:
-        raise Problem(f"β = {beta:g} is outside 0…1: it is the share of noise mixed into the brain's VAE latent.")
-    return beta
-
-
-def _check_seed(seed) -> int:
-    if seed is None or seed == "":
-        return DEFAULT_SEED
-    value = float(seed)
-    if not value.is_integer() or value < 0:
-        raise Problem(f"The seed must be a whole number ≥ 0, not {seed}.")
-    return int(value)
-
-
-def _progress_steps(progress):
-    """A `callable(step, total)` for the reconstructor that drives a Gradio progress bar."""
-
-    def named(what: str):
-        return None if progress is None else lambda step, total: progress((step, total), desc=what, unit="steps")
-
-    return named

@@ -30,11 +30,15 @@ RECONSTRUCT = RECONSTRUCTION_INSTRUCTION
 EXAMPLES = [("Describe", BRIEF), ("Detailed", DETAILED), ("Reason", REASONING), ("Reconstruct", RECONSTRUCT)]
 
 HELP = """**How to use.** Pick a subject and a trial on the left (the picture is shown for reference only:
-the models read the fMRI recording, never the picture). Ask in the chat, or press an example.
-*Reconstruct* renders the picture from the brain with the LLM's prompt; move **β** to mix more noise
-into the brain's VAE latent (β = 0: the VAE prior alone, β = 1: CLIP embedding + prompt alone).
-*Locating the concept of "…"* shows where the concept lives on the 3D brain and adds a chip under
-*Concepts*: untick a chip to silence that concept's voxels and see the ablated reconstruction."""
+the models read the fMRI recording, never the picture). Ask in the chat, or press an example; the bin
+above the chat starts a new conversation. *Reconstruct* renders the picture from the brain with the
+LLM's prompt; move **β** to mix more noise into the brain's VAE latent (β = 0: the VAE prior alone,
+β = 1: CLIP embedding + prompt alone). β moves in steps of 1/{steps}: the decoder runs round({steps}·β) of
+its {steps} denoising steps, and the line under the pictures says which β is shown. *Locating the concept
+of "…"* shows where the subject's brain codes the concept (the subject's map, the same for every trial)
+and adds a chip under *Concepts*: untick a chip to zero that concept's voxels and see the ablated
+reconstruction. *Upload* reads your own beta map (NIfTI); pick the volume of a 4D file with *volume*.
+Scripts can drive the same actions through `gradio_client` (see the README)."""
 
 
 class ExplorerUI(SessionHandlers):
@@ -47,7 +51,7 @@ class ExplorerUI(SessionHandlers):
     # -- layout ----------------------------------------------------------------------------------
 
     def build(self):
-        from neurochat.reconstruct import DEFAULT_BETA
+        from neurochat.reconstruct import DEFAULT_BETA, DEFAULT_STEPS, denoising_steps
 
         explorer, c = self.explorer, self.c
         preset = explorer.preset.name
@@ -57,31 +61,40 @@ class ExplorerUI(SessionHandlers):
             with gr.Row(elem_id="nc-header"):
                 gr.Markdown(f"## NeuroChat — talk with a brain recording <small>· preset: **{preset}** ({data}) · "
                             f"{explorer.reconstructor.device}</small>", elem_id="nc-title")  # fmt: skip
-                c.status = gr.Markdown("", elem_id="nc-status")
-                c.help = gr.Button("? help", size="sm", variant="secondary", scale=0, min_width=60)
+                c.help = gr.Button("? help", size="sm", variant="secondary", scale=0, min_width=60, elem_id="nc-help-button")
+            c.status = gr.Markdown("", label="status", elem_id="nc-status")  # on its own line: a long sentence never covers the title
+            with gr.Column(visible=False, elem_id="nc-help") as c.help_panel:  # floats over the page (style.css)
+                gr.Markdown(HELP.format(steps=DEFAULT_STEPS))
+                c.help_close = gr.Button("close", size="sm", scale=0, min_width=60)
             with gr.Row(equal_height=False):
                 # -- left: what is being looked at ------------------------------------------------------
                 with gr.Column(scale=2, min_width=200, elem_classes="nc-compact"):
+                    # custom values pass to the handlers, which check them: a script may name any subject's trial
                     c.subject = gr.Dropdown(explorer.subjects, value=self.default_subject, label="Subject",
-                                            elem_id="nc-subject")  # fmt: skip
+                                            elem_id="nc-subject", allow_custom_value=True)  # fmt: skip
                     c.trial = gr.Dropdown(self._trial_choices(self.default_subject), value=self.default_trial,
-                                          label="Trial (shared test first)", elem_id="nc-trial")  # fmt: skip
+                                          label="Trial (shared test first)", elem_id="nc-trial",
+                                          allow_custom_value=True)  # fmt: skip
                     c.protocol = gr.Radio(PROTOCOL_CHOICES, value="averaged", show_label=False)
                     c.random = gr.Button("🎲 random trial", size="sm")
                     # The picture is shown for reference only: the models read the recording, never the picture.
                     c.stimulus = gr.Image(label="Seen (reference only)", height=210, interactive=False,
                                           buttons=["fullscreen"], elem_classes="nc-picture")  # fmt: skip
-                    c.caption = gr.Markdown("", elem_classes="nc-small")
-                    c.upload = gr.UploadButton("⤒ upload a beta map (3D NIfTI)", file_count="single", type="filepath",
-                                               size="sm", variant="secondary")  # fmt: skip
+                    c.caption = gr.Markdown("", label="caption", elem_classes="nc-small")
+                    with gr.Row(elem_classes=["nc-compact", "nc-upload-row"], equal_height=True):
+                        c.upload = gr.UploadButton("⤒ upload a beta map (NIfTI)", file_count="single", type="filepath",
+                                                   size="sm", variant="secondary", scale=3, min_width=0)  # fmt: skip
+                        c.volume = gr.Number(0, label="volume", precision=0, minimum=0, scale=1, min_width=58,
+                                             elem_id="nc-volume")  # fmt: skip
                 # -- middle: the conversation ------------------------------------------------------
                 with gr.Column(scale=3, min_width=330, elem_classes="nc-compact"):
-                    c.chatbot = gr.Chatbot(label="Chat with the recording", show_label=False, height=530,
-                                           elem_id="nc-chat", buttons=["copy"],
+                    c.chatbot = gr.Chatbot(label="Chat with the recording", show_label=False, height=510,
+                                           elem_id="nc-chat", buttons=["copy"], autoscroll=True,
                                            placeholder="Chat with the recording: ask about this trial, or press an example.")  # fmt: skip
                     with gr.Row(elem_classes="nc-compact"):
-                        c.message = gr.Textbox(placeholder="Ask about this trial…", show_label=False, container=False,
-                                               max_lines=3, scale=6)  # fmt: skip
+                        c.message = gr.Textbox(placeholder="Ask about this trial…", label="message", show_label=False, container=False,
+                                               max_lines=3, scale=6, max_length=self.max_message_chars,
+                                               elem_id="nc-message")  # fmt: skip
                         c.send = gr.Button("➤", variant="primary", scale=0, min_width=48)
                     with gr.Row(elem_classes="nc-examples"):
                         gr.Markdown("Try:", elem_classes="nc-small")
@@ -97,21 +110,27 @@ class ExplorerUI(SessionHandlers):
                         c.prior = gr.Image(label="VAE prior (ẑ_v)", elem_id="nc-prior", **picture)
                         c.final = gr.Image(label="Reconstruction", elem_id="nc-final", **picture)
                         c.ablated = gr.Image(label="Ablated", elem_id="nc-ablated", **picture)
+                    with gr.Row(elem_classes="nc-compact"):
+                        c.shown_beta = gr.Markdown("", label="shown β", elem_id="nc-shown-beta", elem_classes="nc-small")
+                        c.ablation_info = gr.Markdown("", label="ablation", elem_id="nc-ablation", elem_classes="nc-small")
                     with gr.Row(elem_classes="nc-compact", equal_height=False):
                         with gr.Column(scale=2, min_width=230, elem_classes="nc-compact"):
                             with gr.Row(elem_classes="nc-compact"):
-                                c.beta = gr.Slider(0.0, 1.0, value=DEFAULT_BETA, step=0.01, label="β (noise into ẑ_v)",
-                                                   scale=3, elem_id="nc-beta")  # fmt: skip
+                                # only the β of whole denoising steps exist (see `denoising_steps`): the slider snaps to them
+                                default = denoising_steps(DEFAULT_BETA, DEFAULT_STEPS) / DEFAULT_STEPS
+                                c.beta = gr.Slider(0.0, 1.0, value=default, step=1 / DEFAULT_STEPS,
+                                                   label="β (noise into ẑ_v)", scale=3, elem_id="nc-beta")  # fmt: skip
                                 c.seed = gr.Number(DEFAULT_SEED, label="seed", precision=0, minimum=0, scale=1,
                                                    min_width=64)  # fmt: skip
-                            c.prompt = gr.Markdown("", elem_classes=["nc-small", "nc-prompt"])
+                            c.prompt = gr.Markdown("", label="prompt", elem_classes=["nc-small", "nc-prompt"])
                             c.concepts = gr.CheckboxGroup([], value=[], label="Concepts · untick to remove",
                                                           elem_id="nc-concepts")  # fmt: skip
                             with gr.Row(elem_classes="nc-compact"):
-                                c.locate_box = gr.Textbox(placeholder="locate a concept, e.g. dog", show_label=False,
+                                c.locate_box = gr.Textbox(placeholder="locate a concept, e.g. dog", label="concept", show_label=False,
                                                           container=False, max_lines=1, scale=3)  # fmt: skip
                                 c.locate = gr.Button("Locate", size="sm", scale=1, min_width=60)
                                 c.reset = gr.Button("↺ restore all", size="sm", scale=1, min_width=60)
+                            c.remove_box = gr.Textbox(visible=False, label="concepts to remove, comma-separated")
                             with gr.Row(elem_classes="nc-downloads"):
                                 c.dl_native = gr.DownloadButton("⤓ heatmap (native)", size="sm", interactive=False)
                                 c.dl_mni = gr.DownloadButton("⤓ heatmap (MNI)", size="sm", interactive=False)
@@ -119,13 +138,13 @@ class ExplorerUI(SessionHandlers):
                                 c.dl_images = gr.DownloadButton("⤓ images PNG", size="sm", interactive=False)
                                 c.dl_chat = gr.DownloadButton("⤓ chat JSON", size="sm", interactive=False)
                         with gr.Column(scale=3, min_width=320, elem_classes="nc-compact"):
-                            c.brain_title = gr.Markdown("Ask to locate a concept to see it on the brain.",
+                            c.brain_title = gr.Markdown("Ask to locate a concept to see it on the brain.", label="brain title",
                                                         elem_classes="nc-small")  # fmt: skip
                             with gr.Tabs(elem_id="nc-brain"):
                                 with gr.Tab("3D brain") as c.tab_3d:
-                                    c.brain3d = gr.Plot(show_label=False, elem_id="nc-brain3d")
+                                    c.brain3d = gr.Plot(label="3D brain", show_label=False, elem_id="nc-brain3d")
                                 with gr.Tab("glass brain") as c.tab_glass:
-                                    c.glass = gr.Image(show_label=False, interactive=False, height=260,
+                                    c.glass = gr.Image(label="glass brain", show_label=False, interactive=False, height=260,
                                                        buttons=["download"], elem_classes="nc-picture",
                                                        elem_id="nc-glass")  # fmt: skip
                             c.threshold = gr.Slider(0.0, 0.99, value=viz.DEFAULT_THRESHOLD, step=0.01,
@@ -136,52 +155,75 @@ class ExplorerUI(SessionHandlers):
     # -- events ------------------------------------------------------------------------------------
 
     def _wire(self, blocks) -> None:
+        """Every listener. The user-level actions have stable API names for `gradio_client` (select_trial,
+        random_trial, upload, chat, clear_chat, reconstruct, localize, ablate); the page's own steps are private."""
         c = self.c
         on_device = {"concurrency_id": DEVICE_QUEUE, "concurrency_limit": 1}
+        private = {"api_visibility": "private"}
         trial_out = [c.status, c.state, c.subject, c.trial, c.stimulus, c.caption, c.chatbot, c.prior, c.final,
-                     c.ablated, c.prompt, c.concepts, c.brain_title, c.brain3d, c.glass, c.ex_locate, c.dl_native,
-                     c.dl_mni, c.dl_images, c.dl_chat]  # fmt: skip
+                     c.ablated, c.prompt, c.shown_beta, c.ablation_info, c.concepts, c.brain_title, c.brain3d, c.glass,
+                     c.ex_locate, c.dl_native, c.dl_mni, c.dl_images, c.dl_chat]  # fmt: skip
         chat_out = [c.status, c.state, c.message, c.chatbot, c.concepts, c.dl_chat]
-        render_out = [c.status, c.state, c.final, c.ablated, c.prompt, c.concepts, c.dl_images]
+        render_out = [c.status, c.state, c.final, c.ablated, c.prompt, c.shown_beta, c.ablation_info, c.concepts,
+                      c.dl_images]  # fmt: skip
         brain_out = [c.status, c.state, c.brain_title, c.brain3d, c.glass, c.concepts]
         act_out = list(dict.fromkeys(render_out + brain_out))
         files_out = [c.status, c.state, c.dl_native, c.dl_mni]
 
-        blocks.load(self.start, [c.state], trial_out, **on_device)
-        c.help.click(lambda: gr.Info(HELP, duration=30), None, None, queue=False)
-        c.subject.input(self.pick_subject, [c.subject, c.protocol, c.state], trial_out, **on_device)
-        c.trial.input(self.pick_trial, [c.subject, c.trial, c.protocol, c.state], trial_out, **on_device)
-        c.protocol.input(self.pick_trial, [c.subject, c.trial, c.protocol, c.state], trial_out, **on_device)
-        c.random.click(self.random_trial, [c.subject, c.protocol, c.state], trial_out, **on_device)
-        c.upload.upload(self.upload, [c.upload, c.state], trial_out, **on_device)
+        # -- the page itself ---------------------------------------------------------------------------
+        blocks.load(self.start, [c.state], trial_out, **on_device, **private)
+        c.help.click(lambda: gr.update(visible=True), None, c.help_panel, queue=False, **private)
+        c.help_close.click(lambda: gr.update(visible=False), None, c.help_panel, queue=False, **private)
 
-        # Ask: show the message at once (no queue), stream the answer, then run what it asked for.
+        # -- what to look at ---------------------------------------------------------------------------
+        pick = [c.subject, c.trial, c.protocol, c.state]
+        c.subject.input(self.pick_subject, [c.subject, c.protocol, c.state], trial_out, **on_device, **private)
+        c.trial.input(self.pick_trial, pick, trial_out, api_name="select_trial", **on_device)
+        c.protocol.input(self.pick_trial, pick, trial_out, **on_device, **private)
+        c.random.click(self.random_trial, [c.subject, c.protocol, c.state], trial_out, api_name="random_trial",
+                       **on_device)  # fmt: skip
+        c.upload.upload(self.upload, [c.upload, c.volume, c.state], trial_out, api_name="upload", **on_device)
+        gr.on([c.volume.submit, c.volume.blur], self.pick_volume, [c.volume, c.state], trial_out,
+              trigger_mode="always_last", **on_device, **private)  # fmt: skip
+
+        # -- the chat: show the message at once, stream the answer, then run what it asked for. Accepting
+        # is queued (toasts need the queue) but not on the device, so it never waits for a model.
         asks = [(c.message.submit, self.accept, [c.message, c.state]),
                 (c.send.click, self.accept, [c.message, c.state]),
                 (c.ex_locate.click, self.accept_locate, [c.state])]  # fmt: skip
         asks += [(button.click, functools.partial(self.accept, text), [c.state]) for text, button in c.examples.items()]
         for trigger, accept, inputs in asks:
-            (trigger(accept, inputs, chat_out, queue=False, show_progress="hidden")
-             .then(self.answer, [c.state], chat_out, show_progress="minimal", **on_device)
+            (trigger(accept, inputs, chat_out, show_progress="hidden", concurrency_limit=None, **private)
+             .then(self.answer, [c.state], chat_out, show_progress="minimal", **on_device, **private)
              .then(self.act, [c.state, c.beta, c.seed, c.threshold], act_out,
-                   show_progress_on=[c.final, c.brain3d], **on_device)
-             .then(self.heatmap_files, [c.state], files_out, show_progress="hidden", **on_device))  # fmt: skip
+                   show_progress_on=[c.final, c.brain3d], **on_device, **private)
+             .then(self.heatmap_files, [c.state], files_out, show_progress="hidden", **on_device, **private))  # fmt: skip
+        c.chatbot.clear(self.clear_chat, [c.state], [c.status, c.state, c.chatbot, c.dl_chat], api_name="clear_chat",
+                        queue=False)  # fmt: skip
+        gr.on([], self.chat, [c.message, c.beta, c.seed, c.threshold, c.state],
+              list(dict.fromkeys(chat_out + act_out + files_out)), api_name="chat", **on_device)  # fmt: skip
 
-        c.beta.release(self.rerender, [c.beta, c.seed, c.state], render_out, show_progress_on=[c.final, c.ablated],
-                       **on_device)  # fmt: skip
-        for trigger in (c.seed.submit, c.seed.blur):  # unchanged pictures come from the cache and are not re-sent
-            trigger(self.rerender, [c.beta, c.seed, c.state], render_out, show_progress_on=[c.final, c.ablated],
-                    **on_device)  # fmt: skip
-        c.concepts.input(self.toggle, [c.concepts, c.beta, c.seed, c.state], render_out,
-                         show_progress_on=[c.ablated], **on_device)  # fmt: skip
-        c.reset.click(self.restore, [c.beta, c.seed, c.state], render_out, show_progress_on=[c.ablated], **on_device)
-        for trigger in (c.locate.click, c.locate_box.submit):
-            (trigger(self.locate, [c.locate_box, c.threshold, c.state], brain_out, show_progress_on=[c.brain3d],
-                     **on_device)
-             .then(self.heatmap_files, [c.state], files_out, show_progress="hidden", **on_device))  # fmt: skip
-        c.threshold.release(self.redraw_brain, [c.threshold, c.state], brain_out, show_progress="minimal", **on_device)
-        c.tab_3d.select(self.show_3d, [c.threshold, c.state], brain_out, queue=False, show_progress="hidden")
-        c.tab_glass.select(self.show_glass, [c.threshold, c.state], brain_out, show_progress_on=[c.glass], **on_device)
+        # -- the reconstruction: the latest β or seed always wins (a change while one renders runs next,
+        # the ones in between are dropped); arrow keys fire `input`, the mouse and the number box `release`
+        render = {"show_progress_on": [c.final, c.ablated], "trigger_mode": "always_last", **on_device}
+        gr.on([c.beta.input, c.beta.release], self.rerender, [c.beta, c.seed, c.state], render_out,
+              api_name="reconstruct", **render)  # fmt: skip
+        gr.on([c.seed.submit, c.seed.blur], self.rerender, [c.beta, c.seed, c.state], render_out, **render, **private)
+        c.concepts.input(self.toggle, [c.concepts, c.beta, c.seed, c.state], render_out, **render, **private)
+        c.reset.click(self.restore, [c.beta, c.seed, c.state], render_out, **render, **private)
+        gr.on([], self.ablate, [c.remove_box, c.beta, c.seed, c.state], render_out, api_name="ablate", **on_device)
+
+        # -- the brain -----------------------------------------------------------------------------------
+        gr.on([c.locate.click, c.locate_box.submit], self.locate, [c.locate_box, c.threshold, c.state], brain_out,
+              show_progress_on=[c.brain3d], **on_device, **private).then(
+            self.heatmap_files, [c.state], files_out, show_progress="hidden", **on_device, **private)  # fmt: skip
+        gr.on([], self.localize, [c.locate_box, c.threshold, c.state], list(dict.fromkeys(brain_out + files_out)),
+              api_name="localize", **on_device)  # fmt: skip
+        c.threshold.release(self.redraw_brain, [c.threshold, c.state], brain_out, show_progress="minimal",
+                            trigger_mode="always_last", **on_device, **private)  # fmt: skip
+        c.tab_3d.select(self.show_3d, [c.threshold, c.state], brain_out, queue=False, show_progress="hidden", **private)
+        c.tab_glass.select(self.show_glass, [c.threshold, c.state], brain_out, show_progress_on=[c.glass], **on_device,
+                           **private)  # fmt: skip
 
 
 def error_page(message: str, command: str):

@@ -113,23 +113,46 @@ def to_percent_signal_change(stored: np.ndarray, path: Path, trials: np.ndarray)
     return values
 
 
-def read_beta_map(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+def volume_count(path: str | Path) -> int:
+    """How many volumes a NIfTI file holds (1 for a 3D file; the last axis of a 4D one), from its header."""
+    try:
+        shape = nib.load(Path(path)).shape
+    except Exception as error:
+        raise DataError(f"{Path(path).name} is not a readable NIfTI file ({error.__class__.__name__}); "
+                        "upload a .nii or .nii.gz") from error  # fmt: skip
+    return shape[3] if len(shape) == 4 else 1
+
+
+def read_beta_map(path: str | Path, volume_index: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """One trial's beta map from a NIfTI file someone brings: (float32 (X, Y, Z) percent signal change, affine).
 
     Integer files follow NSD's convention (BETA_SCALE x percent signal change, as in the session
     files); float files are taken as percent signal change already (integers are the only sign of
-    NSD's scaling). A trailing axis of length 1 is dropped (one trial saved as 4-D). The
-    file's own affine is kept, so heatmaps written back land where the volume came from.
+    NSD's scaling). A trailing axis of length 1 is dropped (one trial saved as 4-D); of a 4D file of
+    several trials, `volume_index` (0-based, along the last axis) picks one. Non-finite, empty and
+    constant volumes are refused. The file's own affine is kept, so heatmaps written back land where
+    the volume came from.
     """
     path = Path(path)
     try:
         image = nib.load(path)
-        data = np.asanyarray(image.dataobj)  # (X, Y, Z) or (X, Y, Z, 1)
+        if len(image.shape) == 4 and image.shape[-1] > 1 and volume_index is not None:
+            if not 0 <= volume_index < image.shape[-1]:
+                raise DataError(f"{path.name} holds {image.shape[-1]} volumes {tuple(image.shape)}: pick a volume "
+                                f"from 0 to {image.shape[-1] - 1}, not {volume_index}.")  # fmt: skip
+            data = np.asanyarray(image.dataobj[..., volume_index])  # only that volume is read
+        else:
+            data = np.asanyarray(image.dataobj)  # (X, Y, Z) or (X, Y, Z, 1)
+    except DataError:
+        raise
     except Exception as error:
         raise DataError(f"{path.name} is not a readable NIfTI file ({error.__class__.__name__}); "
                         "upload a .nii or .nii.gz") from error  # fmt: skip
     if data.ndim == 4 and data.shape[-1] == 1:
         data = data[..., 0]
+    if data.ndim == 4:
+        raise DataError(f"This volume has 4 dimensions {tuple(data.shape)}: {data.shape[-1]} volumes; pick one of them "
+                        f"(0 to {data.shape[-1] - 1}) as the trial's 3D beta map.")  # fmt: skip
     if data.ndim != 3:
         raise DataError(f"This volume has {data.ndim} dimensions {tuple(data.shape)}; upload one trial's 3D beta map.")
     volume = _from_stored_units(data) if np.issubdtype(data.dtype, np.integer) else data.astype(np.float32)
@@ -137,6 +160,10 @@ def read_beta_map(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     if bad.any():
         raise DataError(f"{path.name} holds {int(bad.sum()):,} NaN or infinite values; export the betas without "
                         "them (NeuroChat does not guess missing values).")  # fmt: skip
+    if volume.min() == volume.max():  # an empty volume or a mask: nothing to decode, so no answer may seem confident
+        raise DataError(f"{path.name} holds the same value ({volume.flat[0]:g}) in all {volume.size:,} voxels of its "
+                        f"{volume.shape} grid: there is no brain activity to decode, so NeuroChat gives no caption, "
+                        "picture or map. Upload one trial's beta map, not an empty volume or a mask.")  # fmt: skip
     return volume, np.asarray(image.affine, np.float64)
 
 
