@@ -285,3 +285,49 @@ def test_gradio_passes_the_click_to_the_handlers():
     handlers = viewer.ViewerHandlers(explorer=None)
     for method in (handlers.click, handlers.pick_peak):
         assert utils.get_type_hints(method)["evt"] is gr.SelectData
+
+
+def test_nsd_roi_files_name_regions(tmp_path):
+    """Real NSD: roi/*.nii.gz named by FreeSurfer's colour tables; the most specific file wins."""
+    import nibabel as nib
+
+    from neurochat.nsd import layout
+
+    roi = tmp_path / layout.nsdgeneral("subj01").parent
+    roi.mkdir(parents=True)
+    visual = np.zeros(SHAPE, np.int16)
+    visual[2:5, 2:5, 2:5] = 1
+    visual[10:12, 2:5, 2:5] = 7  # not in the colour table
+    general = np.full(SHAPE, -1, np.int16)
+    general[:12, :8, :8] = 1
+    for name, data in [("prf-visualrois", visual), ("nsdgeneral", general), ("lh.prf-visualrois", visual * 0 + 3)]:
+        nib.save(nib.Nifti1Image(data, AFFINE), roi / f"{name}.nii.gz")
+    labels = tmp_path / "nsddata" / "freesurfer" / "subj01" / "label"
+    labels.mkdir(parents=True)
+    (labels / "prf-visualrois.mgz.ctab").write_text("0 Unknown\n1 V1v\n2 V1d\n")
+    atlas = viewer.nsd_roi_regions(tmp_path, "subj01")
+    assert atlas.source == "NSD roi/ files" and len(atlas.layers) == 2  # the lh./rh. halves are skipped
+    assert atlas.name_at((3, 3, 3)) == "V1v"
+    assert atlas.name_at((10, 3, 3)) == "prf-visualrois 7"
+    assert atlas.name_at((7, 3, 3)) == "nsdgeneral"
+    assert atlas.name_at((15, 20, 15)) == ""
+    assert viewer.nsd_roi_regions(tmp_path / "elsewhere", "subj01") is None
+
+
+def test_an_upload_without_mni_transform_is_shown_in_scanner_space():
+    from neurochat.localize import Heatmap
+
+    heat = _blob((10, 10, 10), 1.0)
+    volume = _blob((9, 9, 9), 3.0) - 1.0
+    explorer = SimpleNamespace(
+        localize=lambda trial, name: Heatmap(name, "upload:x.nii.gz", heat, AFFINE, to_mni=None, method="gradcam"),
+        features=lambda trial: SimpleNamespace(volume=volume), answer_key=None,
+    )  # fmt: skip
+    trial = SimpleNamespace(subject="upload:x.nii.gz", upload="x.nii.gz#1", key=("upload", None, "upload", "x#1"))
+    session = SimpleNamespace(trial=trial, shown="cat", ablation=None)
+    shown = viewer.subject_map(explorer, session, "cat")
+    assert shown.space == "scanner" and shown.regions is None and shown.truth is None
+    assert shown.underlay_label == "|β| of this volume" and np.allclose(shown.underlay, np.abs(volume))
+    image, peaks, text, view = viewer.viewer_panel(explorer, session, threshold=0.5)
+    assert text.startswith("**scanner (0, -9, 12) mm** · voxel (10, 10, 10)")
+    assert peaks["headers"][1] == "x (scanner mm)" and peaks["data"][0][5] == ""
