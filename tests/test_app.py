@@ -165,6 +165,40 @@ def test_a_concept_the_model_does_not_know_suggests_close_ones(ui, session):
     assert "which concept" in warning(ui, out).lower()
 
 
+def test_the_message_box_holds_what_the_model_reads_and_a_refusal_keeps_the_text(ui, explorer, session, monkeypatch):
+    from neurochat.errors import DataError
+
+    limit = explorer.max_message_chars
+    assert ui.c.message.max_length == limit and 0 < limit < 2000
+    too_long = ui.accept("x" * (limit + 1), session)
+    assert f"at most {limit:,}" in warning(ui, too_long) and ui.c.message not in too_long  # the text stays in the box
+    out = ui.accept("x" * limit, session)
+    assert out[ui.c.message] == ""
+
+    def refuse(*args, **kwargs):
+        raise DataError("the message is too long: shorten it")
+
+    monkeypatch.setattr(explorer, "chat", refuse)  # the LLM refuses on a later turn, with less room
+    refused = list(ui.answer(session))[-1]
+    assert "too long" in warning(ui, refused) and refused[ui.c.message] == "x" * limit
+    assert refused[ui.c.chatbot] == [] and session.busy_since is None
+
+
+def test_clear_starts_a_new_conversation(ui, session):
+    first, _ = ask(ui, session, "Describe the image concisely.")
+    answer = first[ui.c.chatbot][-1]["content"]
+    ask(ui, session, "Is this scene indoors or outdoors, and why?")
+    assert len(session.trial.history) == 4
+    cleared = ui.clear_chat(session)
+    assert cleared[ui.c.chatbot] == [] and session.trial.history == [] and session.messages == []
+    assert cleared[ui.c.dl_chat]["interactive"] is False
+    again, _ = ask(ui, session, "Describe the image concisely.")
+    assert again[ui.c.chatbot][-1]["content"] == answer  # a first answer again, not one that remembers
+    conversation = json.loads(Path(value(again[ui.c.dl_chat])).read_text())
+    assert len(conversation["conversation"]) == 2 and len(conversation["sent_to_model"]) == 2
+    assert ui.c.chatbot.autoscroll  # the newest answer is scrolled into view
+
+
 def test_a_second_message_while_busy_is_not_asked_twice(ui, session):
     first = ui.accept("Describe the image concisely.", session)
     second = ui.accept("Describe the image concisely.", first[ui.c.state])
@@ -180,17 +214,25 @@ def test_a_second_message_while_busy_is_not_asked_twice(ui, session):
 def test_reconstruction_then_beta_re_renders_only_the_final_image(ui, session):
     from neurochat.app.ui import RECONSTRUCT
 
+    from neurochat.reconstruct import DEFAULT_STEPS
+
     out, _ = ask(ui, session, RECONSTRUCT)
     final = out[ui.c.final]
     assert final.dtype == np.uint8 and final.ndim == 3
-    assert "prompt:" in out[ui.c.prompt] and "β = 0.93" in out[ui.c.prompt]
+    assert "prompt:" in out[ui.c.prompt]
+    # β = 0.93 runs round(20 × 0.93) = 19 denoising steps: the page says β = 0.95, the β of those steps
+    assert "β = 0.95** (19 of 20 denoising steps) · seed 0" in out[ui.c.shown_beta]
+    assert ui.c.beta.step == 1 / DEFAULT_STEPS and ui.c.beta.value == 0.95  # the slider has only those β
     assert Path(value(out[ui.c.dl_images])).exists()
     again = ui.rerender(0.3, 0, session)
     assert not np.array_equal(again[ui.c.final], final)
     assert ui.c.prior not in again  # the VAE prior does not move with β
     same = ui.rerender(0.3, 0, session)
     assert same[ui.c.final] == {"__type__": "update"}  # an unchanged picture is not sent again
-    assert "β = 0.30" in again[ui.c.prompt]
+    assert ui.rerender(0.31, 0, session)[ui.c.final] == {"__type__": "update"}  # the same 6 steps: the same picture
+    assert "β = 0.30** (6 of 20" in again[ui.c.shown_beta]
+    step_on = ui.rerender(0.35, 0, session)  # the next slider step: one more denoising step, another picture
+    assert not np.array_equal(step_on[ui.c.final], again[ui.c.final])
     assert "outside 0…1" in warning(ui, ui.rerender(1.5, 0, session))
     assert "whole number" in warning(ui, ui.rerender(0.5, -2, session))
 
@@ -203,25 +245,46 @@ def test_localize_shows_the_brain_and_ablation_toggles(ui, explorer, session):
     figure = out[ui.c.brain3d]
     assert isinstance(figure, go.Figure)
     assert [t.type for t in figure.data] == ["mesh3d", "mesh3d", "scatter3d"] and len(figure.data[2].x) > 0
-    assert concept in out[ui.c.brain_title]
+    assert f'"{concept}"' in out[ui.c.brain_title]
+    subject = session.trial.subject
+    assert f"{subject}'s encoding map: the same for every trial" in out[ui.c.brain_title]  # the subject's, not the trial's
+    assert "shows no" not in out[ui.c.brain_title]
     assert concept in out[ui.c.concepts]["choices"] and concept in out[ui.c.concepts]["value"]
     native, mni = Path(value(out[ui.c.dl_native])), Path(value(out[ui.c.dl_mni]))
     assert nib.load(native).shape == explorer.dataset.native_shape(session.trial.subject)
     assert nib.load(mni).shape == (99, 117, 95)
+    assert int(nib.load(mni).header["sform_code"]) == 4 and int(nib.load(mni).header["qform_code"]) == 4  # MNI
 
     kept = [c for c in out[ui.c.concepts]["choices"] if c != concept]
     removed = ui.toggle(kept, 0.93, 0, session)
     assert removed[ui.c.ablated]["value"].ndim == 3 and concept in removed[ui.c.ablated]["label"]
     assert removed[ui.c.state].trial.removed == [concept]
     assert concept not in removed[ui.c.concepts]["value"]
+    ablation = session.ablation  # the zeroed voxels, for a brain view to draw
+    assert ablation.concepts == (concept,) and ablation.zeroed.dtype == bool
+    assert ablation.zeroed.shape == explorer.dataset.native_shape(session.trial.subject) and ablation.voxel_count > 0
+    assert f"{ablation.voxel_count:,} voxels zeroed" in removed[ui.c.ablation_info]
+    assert "prompt:" in removed[ui.c.ablation_info]
     restored = ui.restore(0.93, 0, session)
     assert restored[ui.c.ablated]["value"] is None and restored[ui.c.state].trial.removed == []
+    assert session.ablation is None and restored[ui.c.ablation_info] == ""
+    by_name = ui.ablate(f" {concept} ", 0.93, 0, session)  # the API's form: the concepts to remove
+    assert session.trial.removed == [concept] and "voxels zeroed" in by_name[ui.c.ablation_info]
+    assert "not a concept" in warning(ui, ui.ablate("unicorm", 0.93, 0, session))
+    assert session.trial.removed == [concept]  # a refused request changes nothing
+    assert ui.ablate("", 0.93, 0, session)[ui.c.ablation_info] == "" and session.trial.removed == []
 
     redrawn = ui.redraw_brain(0.9, session)
     assert len(redrawn[ui.c.brain3d].data[2].x) <= len(figure.data[2].x)
     glass = ui.show_glass(0.5, session)
     assert glass[ui.c.glass].ndim == 3
     assert ui.show_3d(0.5, session)[ui.c.state].view == "3d"
+
+
+def test_a_concept_the_picture_lacks_says_so(ui, explorer, session):
+    absent = next(name for name in explorer.vocabulary if name not in explorer.true_concepts(session.trial))
+    out = ui.locate(absent, 0.5, session)
+    assert f'This picture shows no "{absent}"' in out[ui.c.brain_title]
 
 
 def test_named_concepts_get_chips(ui, explorer, session):
@@ -239,7 +302,7 @@ def test_buttons_before_a_trial_is_chosen(ui):
     empty = Session()
     for out in (ui.accept("Describe the image concisely.", empty), ui.rerender(0.93, 0, empty),
                 ui.toggle([], 0.93, 0, empty), ui.restore(0.93, 0, empty), ui.locate("dog", 0.5, empty),
-                ui.pick_trial("subj01", None, "averaged", empty), ui.upload(None, empty)):  # fmt: skip
+                ui.pick_trial("subj01", None, "averaged", empty), ui.upload(None, 0, empty)):  # fmt: skip
         assert "first" in warning(ui, out) or "Choose" in warning(ui, out)
     unchanged = ui._unchanged()
     assert ui.redraw_brain(0.5, empty) == {ui.c.state: empty}
@@ -252,21 +315,42 @@ def _save(tmp_path, name, data, affine=None):
     return str(path)
 
 
-def test_uploads_that_are_not_one_finite_3d_volume_are_refused(ui, explorer, session, tmp_path):
+def test_uploads_without_brain_activity_are_refused(ui, explorer, session, tmp_path):
     shape = explorer.dataset.native_shape("subj01")
-    four_d = _save(tmp_path, "run.nii.gz", np.zeros((*shape, 5), np.float32))
-    assert "4 dimensions" in warning(ui, ui.upload(four_d, session))
+    zeros = _save(tmp_path, "zeros.nii.gz", np.zeros(shape, np.float32))
+    assert "zeros.nii.gz holds the same value (0) in all" in warning(ui, ui.upload(zeros, 0, session))
+    constant = _save(tmp_path, "mask.nii.gz", np.ones((*shape, 3), np.int16))
+    assert "holds the same value" in warning(ui, ui.upload(constant, 1, session))
     holes = np.ones(shape, np.float32)
     holes[0, 0, :3] = np.nan
-    assert "NaN" in warning(ui, ui.upload(_save(tmp_path, "holes.nii", holes), session))
+    assert "NaN" in warning(ui, ui.upload(_save(tmp_path, "holes.nii", holes), 0, session))
     text = tmp_path / "notes.txt"
     text.write_text("not a brain")
-    assert "not a readable NIfTI" in warning(ui, ui.upload(str(text), session))
+    assert "not a readable NIfTI" in warning(ui, ui.upload(str(text), 0, session))
     assert session.trial.upload is None  # the tab still explores its trial
 
+
+def test_a_4d_upload_reads_the_picked_volume(ui, explorer, session, tmp_path):
+    shape = explorer.dataset.native_shape("subj01")
+    volumes = np.random.default_rng(0).normal(size=(*shape, 3)).astype(np.float32)
+    run = _save(tmp_path, "run.nii.gz", volumes)
+    out = ui.upload(run, 0, session)
+    assert out[ui.c.state].trial.upload.startswith("run.nii.gz[0]") and "Volume 0 of the file's 3" in out[ui.c.caption]
+    assert value(out[ui.c.subject]) is None and value(out[ui.c.trial]) is None  # no dataset trial is shown now
+    assert np.allclose(explorer.features(session.trial).volume, volumes[..., 0])
+    picked = ui.pick_volume(2, session)
+    assert session.trial.upload.startswith("run.nii.gz[2]") and "Volume 2" in picked[ui.c.caption]
+    assert np.allclose(explorer.features(session.trial).volume, volumes[..., 2])
+    assert "from 0 to 2, not 3" in warning(ui, ui.pick_volume(3, session))
+    assert session.trial.upload.startswith("run.nii.gz[2]")  # the refused pick changed nothing
+
+
+def test_an_uploaded_3d_volume_is_explored_on_its_own_grid(ui, explorer, session, tmp_path):
     volume = explorer.dataset.read_trials("subj01", explorer.dataset.trials("subj01").trials_of_image(2)[:1])[0]
     affine = explorer.dataset.affine("subj01")
-    out = ui.upload(_save(tmp_path, "mine.nii.gz", volume.astype(np.float32), affine), session)
+    mine = _save(tmp_path, "mine.nii.gz", volume.astype(np.float32), affine)
+    assert "holds 1 volume: pick a volume from 0 to 0, not 2" in warning(ui, ui.upload(mine, 2, session))
+    out = ui.upload(mine, 0, session)
     assert out[ui.c.state].trial.upload and out[ui.c.stimulus] is None and "uploaded" in out[ui.c.caption]
     assert np.allclose(explorer.features(out[ui.c.state].trial).affine, affine)  # the file's own grid, kept
     reply, _ = ask(ui, out[ui.c.state], "Describe the image concisely.")
