@@ -353,8 +353,8 @@ class Explorer:
         text = (message or "").strip()
         if not text:
             raise DataError("Type a question about this trial, or pick one of the examples.")
-        if len(text) > self.max_message_chars:
-            raise DataError(f"That message has {len(text):,} characters; this model reads at most {self.max_message_chars:,}.")
+        if len(text) > MAX_MESSAGE_CHARS:  # (the app's box holds `max_message_chars`; the LLM refuses what it cannot read)
+            raise DataError(f"That message has {len(text):,} characters; please ask in at most {MAX_MESSAGE_CHARS:,}.")
         unknown = unknown_concept(text, self.vocabulary) if self.vocabulary else None
         if unknown is not None:
             return ChatTurn(iter([unknown_concept_answer(unknown, self.vocabulary)]), state, text, None, [], remember=False)

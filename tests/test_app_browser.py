@@ -12,6 +12,7 @@ never fires on a Gradio page.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -180,7 +181,7 @@ def test_explore_a_trial_in_the_browser(server, browser, shots):
     beta.press("Tab")
     second = _wait_for_new_image(page, "#nc-final", first)
     assert second != first and _src(page, "#nc-prior") == prior
-    page.get_by_text("β = 0.50").wait_for()
+    page.locator("#nc-shown-beta").get_by_text("β = 0.50").wait_for()
     _snap(page, shots, "05-beta")
 
     # 5. Locate a concept this picture shows: the 3D brain (WebGL) and a chip
@@ -189,7 +190,8 @@ def test_explore_a_trial_in_the_browser(server, browser, shots):
     locate.click()
     page.locator("#nc-brain3d .js-plotly-plot").wait_for()
     page.locator("#nc-brain3d canvas").first.wait_for()
-    page.get_by_text(f'Where is "{concept}"?').wait_for()
+    page.get_by_text(f'Where is "{concept}" in the brain?').wait_for()
+    page.get_by_text("subj02's encoding map: the same for every trial of subj02").wait_for()  # the subject's map
     chip = page.locator("#nc-concepts label", has_text=concept).first
     chip.wait_for()
     assert chip.locator("input").is_checked()
@@ -201,6 +203,9 @@ def test_explore_a_trial_in_the_browser(server, browser, shots):
     _wait_for_new_image(page, "#nc-ablated", None)
     page.locator("#nc-ablated").get_by_text(f"without {concept}").wait_for()
     assert not chip.locator("input").is_checked()
+    ablation = page.locator("#nc-ablation")  # what the ablated picture was drawn from, under it
+    ablation.get_by_text("voxels zeroed").wait_for()
+    assert "prompt:" in ablation.inner_text() and concept in ablation.inner_text()
     _snap(page, shots, "07-ablated")
 
     # 7. The static glass brain, and nothing on the page reports an error
@@ -230,4 +235,116 @@ def test_friendly_sentences_instead_of_tracebacks(server, browser, shots):
     page.get_by_text("is not a concept this model knows").first.wait_for()
     _snap(page, shots, "09-friendly-errors")
     assert page.get_by_text("Traceback").count() == 0 and page.get_by_text("Error", exact=True).count() == 0
+    page.close()
+
+
+def _assert_status_clear_of_title(page) -> None:
+    title, status = page.locator("#nc-title").bounding_box(), page.locator("#nc-status").bounding_box()
+    assert status["x"] >= title["x"] + title["width"], "the status covers the title"
+
+
+def _reconstruct(page) -> str:
+    page.get_by_role("button", name="Reconstruct", exact=True).click()
+    page.locator("#nc-shown-beta").get_by_text("β = 0.95").wait_for()  # the default β's 19 of 20 steps
+    return _wait_for_new_image(page, "#nc-final", None)
+
+
+def test_the_latest_beta_wins_and_is_shown(server, browser, shots):
+    page = _open(browser, server)
+    first = _reconstruct(page)
+    beta = page.locator("#nc-beta input[type=number]")
+    beta.fill("0.3")
+    beta.press("Tab")  # the first change starts rendering ...
+    time.sleep(0.3)
+    beta.fill("0.7")
+    beta.press("Tab")  # ... and the second, made while it runs, must be the one shown in the end
+    page.locator("#nc-shown-beta").get_by_text("β = 0.70").wait_for()
+    last = _wait_for_new_image(page, "#nc-final", first)
+    time.sleep(2)  # nothing older may arrive after it
+    assert "β = 0.70" in page.locator("#nc-shown-beta").inner_text() and _src(page, "#nc-final") == last
+    slider = page.locator("#nc-beta input[type=range]")
+    assert slider.get_attribute("step") == "0.05"  # only the β of whole denoising steps exist
+    slider.focus()
+    slider.press("ArrowLeft")  # the keyboard re-renders too
+    page.locator("#nc-shown-beta").get_by_text("β = 0.65").wait_for()
+    assert _wait_for_new_image(page, "#nc-final", last) != last
+    _snap(page, shots, "10-latest-beta")
+    page.close()
+
+
+def test_clear_starts_a_new_conversation_and_the_chat_follows_the_answers(server, browser, shots):
+    page = _open(browser, server)
+    bots = page.locator('#nc-chat [data-testid="bot"]')
+    for turn in range(3):  # long answers, until the chat must scroll
+        page.get_by_role("button", name="Detailed", exact=True).click()
+        bots.nth(turn).wait_for()
+        _watch_stream(bots.nth(turn))
+    scroll = "(() => { const w = document.querySelector('#nc-chat .bubble-wrap');" \
+             " return [w.scrollTop + w.clientHeight, w.scrollHeight]; })()"
+    seen, height = page.evaluate(scroll)
+    assert seen >= height - 4, "the chat does not show its newest answer"
+    page.locator("#nc-chat").get_by_role("button", name="Clear").click()
+    page.get_by_text("The conversation was cleared").wait_for()
+    page.get_by_role("button", name="Describe", exact=True).click()
+    _watch_stream(bots.first)
+    assert bots.count() == 1
+    with page.expect_download() as download:
+        page.get_by_role("button", name="⤓ chat JSON").click()
+    conversation = json.loads(Path(download.value.path()).read_text())
+    assert len(conversation["conversation"]) == 2 and len(conversation["sent_to_model"]) == 2  # the model forgot too
+    _snap(page, shots, "11-cleared")
+    page.close()
+
+
+def test_help_shows_in_the_page(server, browser, shots):
+    page = _open(browser, server)
+    page.get_by_role("button", name="? help").click()
+    help_panel = page.locator("#nc-help")
+    help_panel.get_by_text("How to use.").wait_for()
+    _assert_status_clear_of_title(page)
+    _snap(page, shots, "12-help")
+    help_panel.get_by_role("button", name="close").click()
+    help_panel.wait_for(state="hidden")
+    page.close()
+
+
+@pytest.fixture(scope="module")
+def native_shape(request) -> tuple[int, int, int]:
+    """subj01's grid in the data the server explores (uploads on it are read like its own trials)."""
+    from neurochat.nsd import NSDDataset
+    from neurochat.paths import ensure_simnsd
+
+    if DEMO:
+        return NSDDataset(ensure_simnsd("demo")).native_shape("subj01")
+    from test_app import micro_bundle_paths
+
+    return NSDDataset(micro_bundle_paths(request)[1]).native_shape("subj01")
+
+
+def test_uploads_an_empty_volume_is_refused_and_a_4d_file_gets_a_volume_picker(server, browser, shots, native_shape,
+                                                                               tmp_path):  # fmt: skip
+    import nibabel as nib
+    import numpy as np
+
+    zeros, run = tmp_path / "zeros.nii.gz", tmp_path / "run.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros(native_shape, np.float32), np.eye(4)), zeros)
+    volumes = np.random.default_rng(0).normal(size=(*native_shape, 3)).astype(np.float32)
+    nib.save(nib.Nifti1Image(volumes, np.eye(4)), run)
+    page = _open(browser, server)
+    upload = page.locator("input[type=file]")
+    upload.set_input_files(str(zeros))
+    page.get_by_text("zeros.nii.gz holds the same value (0)").first.wait_for()  # a warning, no answer
+    assert page.locator("#nc-subject input").input_value() == "subj01"  # the tab still explores its trial
+    _assert_status_clear_of_title(page)  # a long sentence wraps beside the title
+    _snap(page, shots, "13-empty-upload")
+
+    upload.set_input_files(str(run))
+    page.get_by_text("Volume 0 of the file's 3").wait_for()
+    assert page.locator("#nc-subject input").input_value() == ""  # no dataset trial is shown any more
+    volume = page.locator("#nc-volume input")
+    volume.fill("2")
+    volume.press("Tab")
+    page.get_by_text("Volume 2 of the file's 3").wait_for()
+    page.get_by_text("run.nii.gz[2]").first.wait_for()
+    _snap(page, shots, "14-4d-upload")
     page.close()

@@ -61,8 +61,9 @@ class ExplorerUI(SessionHandlers):
             with gr.Row(elem_id="nc-header"):
                 gr.Markdown(f"## NeuroChat — talk with a brain recording <small>· preset: **{preset}** ({data}) · "
                             f"{explorer.reconstructor.device}</small>", elem_id="nc-title")  # fmt: skip
+                # the status takes the room the title leaves (style.css): a long sentence wraps, never covers the title
+                c.status = gr.Markdown("", label="status", elem_id="nc-status")
                 c.help = gr.Button("? help", size="sm", variant="secondary", scale=0, min_width=60, elem_id="nc-help-button")
-            c.status = gr.Markdown("", label="status", elem_id="nc-status")  # on its own line: a long sentence never covers the title
             with gr.Column(visible=False, elem_id="nc-help") as c.help_panel:  # floats over the page (style.css)
                 gr.Markdown(HELP.format(steps=DEFAULT_STEPS))
                 c.help_close = gr.Button("close", size="sm", scale=0, min_width=60)
