@@ -1,7 +1,8 @@
 """The Gradio explorer around one `neurochat.explorer.Explorer` (`python app.py` launches it).
 
     ui.py        the page: layout, the example instructions, and which event runs which handler
-    session.py   one browser tab's `Session` and the handlers that read and change it
+    session.py   one browser tab's `Session` and the handlers that read and change it (a trial, the chat)
+    panels.py    the handlers that draw: reconstruction and ablation, the brain view, the downloads
     figures.py   the explorer's results as pictures and files for the page (figures are `neurochat.viz`'s)
     startup.py   loading the models, warming the first trial, serving the page (or a page that says why not)
     style.css    the compact layout (a projector's 1280x720 without scrolling)
@@ -10,7 +11,8 @@ UI wiring only: every computation is a call on the `Explorer` (models, loaded on
 browser tab) or a figure from `neurochat.viz`; choices such as the first trial to show or the concepts
 named in an answer are the explorer's too. A tab's `gr.State` holds a small `Session`. All listeners
 that use a model share one queue (`DEVICE_QUEUE`), so work never runs twice at once on the one device.
-Errors reach people as sentences (a warning toast and the status line), never as tracebacks.
+Errors reach people as sentences (a warning toast and the status line), never as tracebacks. The
+user-level actions have stable API names for `gradio_client` (see `ExplorerUI._wire` and the README).
 """
 
 import os
