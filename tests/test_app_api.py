@@ -79,6 +79,8 @@ def test_a_script_explores_a_trial(client, explorer, tmp_path):  # noqa: F811
 
     ablated = call(client, "/ablate", concept, 0.5, 0)
     assert "voxels zeroed" in ablated["ablation"] and concept in ablated["Ablated"]["label"]
+    again = call(client, "/ablate", concept, 0.5, 0)  # a script gets its pictures every time
+    assert value(again["Ablated"]).endswith((".webp", ".png")) and value(again["Reconstruction"]).endswith((".webp", ".png"))
     assert call(client, "/ablate", "", 0.5, 0)["ablation"] == ""
 
     cleared = call(client, "/clear_chat")

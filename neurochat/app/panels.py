@@ -89,8 +89,9 @@ class PanelHandlers:
 
     @guarded("removing the concepts")
     def ablate(self, concepts: str | None, beta: float, seed, session, progress=gr.Progress()) -> dict:
-        """The API's ablation: `concepts` to remove, comma-separated ("" restores the recording)."""
-        self._require_trial(session)
+        """The API's ablation: `concepts` to remove, comma-separated ("" restores the recording). Its pictures
+        are always sent: a script has no earlier copy (the page's events skip unchanged ones)."""
+        self._require_trial(session).rendered = {}
         names = [name.strip() for name in (concepts or "").split(",") if name.strip()]
         return self._ablate(session, [self.explorer.localizer.check_concept(name) for name in names], beta, seed,
                             progress)  # fmt: skip

@@ -181,7 +181,7 @@ class SessionHandlers(PanelHandlers):
         from neurochat.nsd.betas import volume_count
 
         count, name = volume_count(path), Path(path).name
-        index = 0 if volume_index in (None, "") else float(volume_index)
+        index = 0 if volume_index in (None, "") or count == 1 else float(volume_index)  # a 3D file has one to read
         if not float(index).is_integer() or not 0 <= index < count:
             raise Problem(f"{name} holds {count} volume{'s' if count > 1 else ''}: pick a volume from 0 to "
                           f"{count - 1}, not {volume_index}.")  # fmt: skip
@@ -271,7 +271,10 @@ class SessionHandlers(PanelHandlers):
 
     def chat(self, message, beta: float, seed, threshold: float, session: Session, progress=gr.Progress()):
         """The API's chat: one whole turn (accept, the streamed answer, then the reconstruction or the map it
-        asked for, and the heatmap files), each update merged into the last."""
+        asked for, and the heatmap files), each update merged into the last. Its pictures are always sent: a
+        script has no earlier copy (the page's events skip unchanged ones)."""
+        if session is not None:
+            session.rendered = {}
         merged = {}
         for step in (lambda: [self.accept(message, session)], lambda: self.answer(session),
                      lambda: [self.act(session, beta, seed, threshold, progress)], lambda: [self.heatmap_files(session)]):  # fmt: skip
