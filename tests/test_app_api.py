@@ -17,7 +17,8 @@ from test_app import explorer, micro_bundle  # noqa: F401 — the fixtures this 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::UserWarning")]
 gradio_client = pytest.importorskip("gradio_client", reason="gradio_client ships with gradio")
 
-ENDPOINTS = {"/select_trial", "/random_trial", "/upload", "/chat", "/clear_chat", "/reconstruct", "/localize", "/ablate"}
+ENDPOINTS = {"/select_trial", "/random_trial", "/upload", "/chat", "/clear_chat", "/reconstruct", "/localize",
+             "/ablate"}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +81,7 @@ def test_a_script_explores_a_trial(client, explorer, tmp_path):  # noqa: F811
     ablated = call(client, "/ablate", concept, 0.5, 0)
     assert "voxels zeroed" in ablated["ablation"] and concept in ablated["Ablated"]["label"]
     again = call(client, "/ablate", concept, 0.5, 0)  # a script gets its pictures every time
-    assert value(again["Ablated"]).endswith((".webp", ".png")) and value(again["Reconstruction"]).endswith((".webp", ".png"))
+    assert all(value(again[name]).endswith((".webp", ".png")) for name in ("Ablated", "Reconstruction"))
     assert call(client, "/ablate", "", 0.5, 0)["ablation"] == ""
 
     cleared = call(client, "/clear_chat")

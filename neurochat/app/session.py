@@ -276,8 +276,11 @@ class SessionHandlers(PanelHandlers):
         if session is not None:
             session.rendered = {}
         merged = {}
-        for step in (lambda: [self.accept(message, session)], lambda: self.answer(session),
-                     lambda: [self.act(session, beta, seed, threshold, progress)], lambda: [self.heatmap_files(session)]):  # fmt: skip
+        steps = (lambda: [self.accept(message, session)],
+                 lambda: self.answer(session),  # streamed
+                 lambda: [self.act(session, beta, seed, threshold, progress)],
+                 lambda: [self.heatmap_files(session)])  # fmt: skip
+        for step in steps:
             for out in step():
                 merged.update(out)
                 yield dict(merged)

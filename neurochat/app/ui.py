@@ -63,7 +63,7 @@ class ExplorerUI(SessionHandlers):
                             f"{explorer.reconstructor.device}</small>", elem_id="nc-title")  # fmt: skip
                 # the status takes the room the title leaves (style.css): a long sentence wraps, never covers the title
                 c.status = gr.Markdown("", label="status", elem_id="nc-status")
-                c.help = gr.Button("? help", size="sm", variant="secondary", scale=0, min_width=60, elem_id="nc-help-button")
+                c.help = gr.Button("? help", size="sm", variant="secondary", scale=0, min_width=60)
             with gr.Column(visible=False, elem_id="nc-help") as c.help_panel:  # floats over the page (style.css)
                 gr.Markdown(HELP.format(steps=DEFAULT_STEPS))
                 c.help_close = gr.Button("close", size="sm", scale=0, min_width=60)
@@ -113,14 +113,15 @@ class ExplorerUI(SessionHandlers):
                         c.ablated = gr.Image(label="Ablated", elem_id="nc-ablated", **picture)
                     with gr.Row(elem_classes="nc-compact"):  # under the prior and the reconstruction | the ablated one
                         with gr.Column(scale=2, min_width=0):
-                            c.shown_beta = gr.Markdown("", label="shown β", elem_id="nc-shown-beta", elem_classes="nc-small")
+                            c.shown_beta = gr.Markdown("", label="shown β", elem_id="nc-shown-beta",
+                                                       elem_classes="nc-small")  # fmt: skip
                         with gr.Column(scale=1, min_width=0):
                             c.ablation_info = gr.Markdown("", label="ablation", elem_id="nc-ablation",
                                                           elem_classes="nc-small")  # fmt: skip
                     with gr.Row(elem_classes="nc-compact", equal_height=False):
                         with gr.Column(scale=2, min_width=230, elem_classes="nc-compact"):
                             with gr.Row(elem_classes="nc-compact"):
-                                # only the β of whole denoising steps exist (see `denoising_steps`): the slider snaps to them
+                                # only the β of whole denoising steps exist (`denoising_steps`): the slider snaps to them
                                 default = denoising_steps(DEFAULT_BETA, DEFAULT_STEPS) / DEFAULT_STEPS
                                 c.beta = gr.Slider(0.0, 1.0, value=default, step=1 / DEFAULT_STEPS,
                                                    label="β (noise into ẑ_v)", scale=3, elem_id="nc-beta")  # fmt: skip
