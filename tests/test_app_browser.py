@@ -231,6 +231,8 @@ def test_friendly_sentences_instead_of_tracebacks(server, browser, shots):
     page.get_by_role("button", name="➤").click()  # an empty message
     page.locator("#nc-status").get_by_text("Type a question about this trial").wait_for()
     page.get_by_test_id("toast-body").filter(has_text="Type a question about this trial").first.wait_for()  # a toast too
+    maxlength = page.locator("#nc-message textarea").get_attribute("maxlength")
+    assert 0 < int(maxlength) < 2000  # what the LLM reads with room for its answer (test_app checks the number)
     page.get_by_placeholder("locate a concept").fill("unicorm")
     page.get_by_role("button", name="Locate", exact=True).click()
     page.get_by_text("is not a concept this model knows").first.wait_for()
