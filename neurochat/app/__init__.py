@@ -12,7 +12,7 @@ browser tab) or a figure from `neurochat.viz`; choices such as the first trial t
 named in an answer are the explorer's too. A tab's `gr.State` holds a small `Session`. All listeners
 that use a model share one queue (`DEVICE_QUEUE`), so work never runs twice at once on the one device.
 Errors reach people as sentences (a warning toast and the status line), never as tracebacks. The
-user-level actions have stable API names for `gradio_client` (see `ExplorerUI._wire` and the README).
+user-level actions have stable API names for `gradio_client` (`ExplorerUI._wire`, docs/app_api.md).
 """
 
 import os
