@@ -227,9 +227,8 @@ def test_reconstruction_then_beta_re_renders_only_the_final_image(ui, session):
     again = ui.rerender(0.3, 0, session)
     assert not np.array_equal(again[ui.c.final], final)
     assert ui.c.prior not in again  # the VAE prior does not move with β
-    same = ui.rerender(0.3, 0, session)
-    assert same[ui.c.final] == {"__type__": "update"}  # an unchanged picture is not sent again
-    assert ui.rerender(0.31, 0, session)[ui.c.final] == {"__type__": "update"}  # the same 6 steps: the same picture
+    assert ui.rerender(0.3, 0, session) == ui._unchanged()  # what the page shows already is not drawn or sent again
+    assert ui.rerender(0.31, 0, session) == ui._unchanged()  # the same 6 steps: the same picture
     assert "β = 0.30** (6 of 20" in again[ui.c.shown_beta]
     step_on = ui.rerender(0.35, 0, session)  # the next slider step: one more denoising step, another picture
     assert not np.array_equal(step_on[ui.c.final], again[ui.c.final])
@@ -247,7 +246,7 @@ def test_localize_shows_the_brain_and_ablation_toggles(ui, explorer, session):
     assert [t.type for t in figure.data] == ["mesh3d", "mesh3d", "scatter3d"] and len(figure.data[2].x) > 0
     assert f'"{concept}"' in out[ui.c.brain_title]
     subject = session.trial.subject
-    assert f"{subject}'s encoding map: the same for every trial" in out[ui.c.brain_title]  # the subject's, not the trial's
+    assert f"{subject}'s encoding map, not this trial's" in out[ui.c.brain_title]
     assert "shows no" not in out[ui.c.brain_title]
     assert concept in out[ui.c.concepts]["choices"] and concept in out[ui.c.concepts]["value"]
     native, mni = Path(value(out[ui.c.dl_native])), Path(value(out[ui.c.dl_mni]))

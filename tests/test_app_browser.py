@@ -190,8 +190,8 @@ def test_explore_a_trial_in_the_browser(server, browser, shots):
     locate.click()
     page.locator("#nc-brain3d .js-plotly-plot").wait_for()
     page.locator("#nc-brain3d canvas").first.wait_for()
-    page.get_by_text(f'Where is "{concept}" in the brain?').wait_for()
-    page.get_by_text("subj02's encoding map: the same for every trial of subj02").wait_for()  # the subject's map
+    page.get_by_text(f'Where is "{concept}"?').wait_for()
+    page.get_by_text("subj02's encoding map, not this trial's").wait_for()  # the subject's map
     chip = page.locator("#nc-concepts label", has_text=concept).first
     chip.wait_for()
     assert chip.locator("input").is_checked()
@@ -213,6 +213,8 @@ def test_explore_a_trial_in_the_browser(server, browser, shots):
     _wait_for_new_image(page, "#nc-glass", None)
     _snap(page, shots, "08-glass-brain")
     assert page.get_by_text("Error", exact=True).count() == 0
+    page.get_by_role("tab", name="3D brain").click()  # the taller view, with the ablation's line showing
+    page.locator("#nc-brain3d canvas").first.wait_for()
     assert page.evaluate("document.documentElement.scrollHeight") <= VIEWPORT["height"] + 4, "the page scrolls"
 
     # 8. Another tab is a separate session: its own trial and an empty chat

@@ -19,6 +19,7 @@ from neurochat.app.problems import Problem, guarded
 from neurochat.errors import NeuroChatError
 
 DEFAULT_SEED = 0
+BRAIN_HEIGHT = 276  # px of the 3D brain: with the ablation's lines under the pictures the page still fits 720 px
 
 
 class PanelHandlers:
@@ -36,6 +37,10 @@ class PanelHandlers:
         # 1/steps, so the β drawn with is the one of the step count, and the page says so.
         run, seed = denoising_steps(_check_beta(beta), DEFAULT_STEPS), _check_seed(seed)
         beta = run / DEFAULT_STEPS
+        drawn = (trial.key, trial.prompt, beta, seed)
+        shown = {"final": drawn, "ablated": (*drawn, tuple(trial.removed))}
+        if session.rendered == shown:  # e.g. the `release` after an `input` of the same β: already on the page
+            return self._unchanged()
         steps = _progress_steps(progress)
         original_state = dataclasses.replace(trial, removed=[])
         if progress is not None:
@@ -51,8 +56,6 @@ class PanelHandlers:
         strip = figures.save_reconstruction_strip(self._folder(session), trial, prior, final, beta, seed, ablated)
         # Send a picture only when it changed: Gradio rewrites an image's cache file in place on every
         # send, and a browser still fetching the same picture then gets a truncated response.
-        drawn = (trial.key, prompt, beta, seed)
-        shown = {"final": drawn, "ablated": (*drawn, tuple(trial.removed))}
         changed = {name: session.rendered.get(name) != key for name, key in shown.items()}
         session.rendered.update(shown)
         if ablated is None:
@@ -124,7 +127,7 @@ class PanelHandlers:
     def _brain(self, session, heatmap, threshold: float) -> dict:
         c = self.c
         threshold = float(np.clip(threshold if threshold is not None else viz.DEFAULT_THRESHOLD, 0.0, 0.99))
-        figure = viz.glass_brain_3d(heatmap, threshold)
+        figure = viz.glass_brain_3d(heatmap, threshold, height=BRAIN_HEIGHT)
         glass = figures.glass_image(heatmap, threshold) if session.view == "glass" else None
         return {c.status: "", c.state: session, c.brain_title: self._brain_title(session.trial, heatmap),
                 c.brain3d: figure, c.glass: glass, c.concepts: self._chips(session)}  # fmt: skip
@@ -133,11 +136,8 @@ class PanelHandlers:
         """Whose map it is (an encoding map is the subject's, the same for every trial), and whether the
         picture shows the concept at all (when the answer key knows)."""
         concept, subject = heatmap.concept, heatmap.subject
-        if heatmap.method == "encoding":
-            whose = f"{subject}'s encoding map: the same for every trial of {subject}"
-        else:
-            whose = "GradCAM on this volume"
-        title = f'**Where is "{concept}" in the brain?** {whose} · drag to rotate'
+        whose = f"{subject}'s encoding map, not this trial's" if heatmap.method == "encoding" else "GradCAM on this volume"
+        title = f'**Where is "{concept}"?** {whose}'  # one line: the page must fit a projector's 720 px
         truth = self.explorer.true_concepts(trial)
         if truth and concept not in truth:
             title += (f'  \n⚠️ This picture shows no "{concept}" (answer key): the map is where {subject} codes '
@@ -211,8 +211,8 @@ def _ablation_sentence(ablation) -> str:
     from neurochat.ablate import DEFAULT_FRACTION
 
     prompt = f"“{ablation.prompt}”" if ablation.prompt else "none (ẑ_c alone)"
-    return (f"**{ablation.voxel_count:,} voxels zeroed** (the top {DEFAULT_FRACTION:.0%} of the searched voxels for "
-            f"{', '.join(ablation.concepts)}) · prompt: {prompt}")  # fmt: skip
+    return (f"**Ablated:** {ablation.voxel_count:,} voxels zeroed (the top {DEFAULT_FRACTION:.0%} of "
+            f"{', '.join(ablation.concepts)}'s map) · prompt: {prompt}")  # fmt: skip
 
 
 def _check_beta(beta) -> float:

@@ -106,18 +106,14 @@ class ExplorerUI(SessionHandlers):
                 # -- right: reconstruction, concepts, brain -------------------------------------------
                 with gr.Column(scale=6, min_width=560, elem_classes="nc-compact"):
                     with gr.Row(elem_classes="nc-compact"):
-                        picture = {"height": 170, "interactive": False, "buttons": ["download"],
+                        picture = {"height": 156, "interactive": False, "buttons": ["download"],
                                    "elem_classes": "nc-picture"}  # fmt: skip
                         c.prior = gr.Image(label="VAE prior (ẑ_v)", elem_id="nc-prior", **picture)
                         c.final = gr.Image(label="Reconstruction", elem_id="nc-final", **picture)
                         c.ablated = gr.Image(label="Ablated", elem_id="nc-ablated", **picture)
-                    with gr.Row(elem_classes="nc-compact"):  # under the prior and the reconstruction | the ablated one
-                        with gr.Column(scale=2, min_width=0):
-                            c.shown_beta = gr.Markdown("", label="shown β", elem_id="nc-shown-beta",
-                                                       elem_classes="nc-small")  # fmt: skip
-                        with gr.Column(scale=1, min_width=0):
-                            c.ablation_info = gr.Markdown("", label="ablation", elem_id="nc-ablation",
-                                                          elem_classes="nc-small")  # fmt: skip
+                    # under the pictures: the β they were drawn with, and what the ablated one was drawn from
+                    c.shown_beta = gr.Markdown("", label="shown β", elem_id="nc-shown-beta", elem_classes="nc-small")
+                    c.ablation_info = gr.Markdown("", label="ablation", elem_id="nc-ablation", elem_classes="nc-small")
                     with gr.Row(elem_classes="nc-compact", equal_height=False):
                         with gr.Column(scale=2, min_width=230, elem_classes="nc-compact"):
                             with gr.Row(elem_classes="nc-compact"):
