@@ -442,3 +442,15 @@ def test_the_reconstruction_prompt_names_each_concept_once(explorer, monkeypatch
     "".join(explorer.chat(state, "Reconstruct the image"))
     "".join(explorer.chat(state, "Describe the image concisely."))
     assert asked == [explorer.vocabulary, explorer.vocabulary, None] and "cat" in explorer.vocabulary
+
+
+def test_the_slices_tab_draws_the_located_map_and_redraws_only_once_opened(ui, session):
+    import gradio as gr
+
+    ask(ui, session, f'Locating the concept of "{session.example_concept}"')
+    unopened = ui.refresh_slices(session, 0.5, "neurological", "", None)
+    assert unopened[:3] == (gr.skip(), gr.skip(), gr.skip()) and unopened[3] is None  # nobody looks: no picture
+    picture, peaks, readout, view = ui.viewer.show(session, 0.5, "neurological", "", None)
+    assert picture.ndim == 3 and view is not None and "⚠️" not in readout
+    again = ui.refresh_slices(session, 0.5, "radiological", "", view)
+    assert again[0].ndim == 3 and not (again[0].shape == picture.shape and (again[0] == picture).all())

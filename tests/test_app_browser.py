@@ -213,11 +213,23 @@ def test_explore_a_trial_in_the_browser(server, browser, shots):
     _wait_for_new_image(page, "#nc-glass", None)
     _snap(page, shots, "08-glass-brain")
     assert page.get_by_text("Error", exact=True).count() == 0
+
+    # 8. The slices: a click on the picture reads out the coordinate and the value under the crosshair
+    page.get_by_role("tab", name="slices").click()
+    slices = _wait_for_new_image(page, "#nc-slices", None)
+    picture = page.locator("#nc-slices img").first
+    box = picture.bounding_box()
+    picture.click(position={"x": box["width"] * 0.17, "y": box["height"] * 0.45})  # inside the sagittal panel
+    _wait_for_new_image(page, "#nc-slices", slices)
+    readout = page.locator("#nc-readout")
+    readout.get_by_text("mm").wait_for()
+    assert "MNI (" in readout.inner_text() and "voxel (" in readout.inner_text()
+    _snap(page, shots, "09-slices")
     page.get_by_role("tab", name="3D brain").click()  # the taller view, with the ablation's line showing
     page.locator("#nc-brain3d canvas").first.wait_for()
     assert page.evaluate("document.documentElement.scrollHeight") <= VIEWPORT["height"] + 4, "the page scrolls"
 
-    # 8. Another tab is a separate session: its own trial and an empty chat
+    # 9. Another tab is a separate session: its own trial and an empty chat
     other = _open(browser, server)
     assert "subj01" in other.locator("#nc-status").inner_text()
     assert other.locator('#nc-chat [data-testid="bot"]').count() == 0

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import functools
+from functools import cached_property
 from pathlib import Path
 
 import gradio as gr
@@ -15,6 +16,7 @@ import gradio as gr
 from neurochat import viz
 from neurochat.app.problems import sentence
 from neurochat.app.session import DEFAULT_SEED, Session, SessionHandlers
+from neurochat.app.viewer import CONVENTIONS, PEAK_HEADERS, ViewerHandlers
 from neurochat.language import BRIEF_INSTRUCTIONS, DETAILED_INSTRUCTIONS, RECONSTRUCTION_INSTRUCTION
 
 DEVICE_QUEUE = "device"  # the one queue every model-using listener joins (one device, one job at a time)
@@ -148,6 +150,23 @@ class ExplorerUI(SessionHandlers):
                                     c.glass = gr.Image(label="glass brain", show_label=False, interactive=False, height=260,
                                                        buttons=["download"], elem_classes="nc-picture",
                                                        elem_id="nc-glass")  # fmt: skip
+                                with gr.Tab("slices") as c.tab_slices:
+                                    # orthogonal slices as neuroscientists read them; a click reads out the MNI
+                                    # coordinate and the value under it (neurochat/app/viewer.py)
+                                    c.slices = gr.Image(label="slices", show_label=False, interactive=False, height=200,
+                                                        buttons=["download"], elem_id="nc-slices")  # fmt: skip
+                                    c.readout = gr.Markdown("Locate a concept, then click the slices.",
+                                                            elem_classes="nc-small", elem_id="nc-readout")  # fmt: skip
+                                    with gr.Row():
+                                        c.convention = gr.Radio(list(CONVENTIONS), value=CONVENTIONS[0], label="convention",
+                                                                min_width=120)  # fmt: skip
+                                        c.compare = gr.Textbox(label="side by side with", placeholder="dog", min_width=90)
+                                        c.goto_box = gr.Textbox(label="go to x, y, z (mm)", placeholder="34, -62, -10",
+                                                                min_width=90)  # fmt: skip
+                                    with gr.Accordion("peaks", open=False):
+                                        c.peaks = gr.Dataframe(headers=PEAK_HEADERS, interactive=False, label="peaks",
+                                                               show_label=False, elem_id="nc-peaks")  # fmt: skip
+                                    c.viewer_view = gr.State(None)
                             c.threshold = gr.Slider(0.0, 0.99, value=viz.DEFAULT_THRESHOLD, step=0.01,
                                                     label="heat threshold", elem_id="nc-threshold")  # fmt: skip
             self._wire(blocks)
@@ -193,12 +212,14 @@ class ExplorerUI(SessionHandlers):
                 (c.send.click, self.accept, [c.message, c.state]),
                 (c.ex_locate.click, self.accept_locate, [c.state])]  # fmt: skip
         asks += [(button.click, functools.partial(self.accept, text), [c.state]) for text, button in c.examples.items()]
+        map_changes = []  # the events after which the slice viewer redraws (wired below)
         for trigger, accept, inputs in asks:
-            (trigger(accept, inputs, chat_out, show_progress="hidden", concurrency_limit=None, **private)
-             .then(self.answer, [c.state], chat_out, show_progress="minimal", **on_device, **private)
-             .then(self.act, [c.state, c.beta, c.seed, c.threshold], act_out,
-                   show_progress_on=[c.final, c.brain3d], **on_device, **private)
-             .then(self.heatmap_files, [c.state], files_out, show_progress="hidden", **on_device, **private))  # fmt: skip
+            map_changes.append(
+                trigger(accept, inputs, chat_out, show_progress="hidden", concurrency_limit=None, **private)
+                .then(self.answer, [c.state], chat_out, show_progress="minimal", **on_device, **private)
+                .then(self.act, [c.state, c.beta, c.seed, c.threshold], act_out,
+                      show_progress_on=[c.final, c.brain3d], **on_device, **private)
+                .then(self.heatmap_files, [c.state], files_out, show_progress="hidden", **on_device, **private))  # fmt: skip
         c.chatbot.clear(self.clear_chat, [c.state], [c.status, c.state, c.chatbot, c.dl_chat], api_name="clear_chat",
                         queue=False)  # fmt: skip
         gr.on([], self.chat, [c.message, c.beta, c.seed, c.threshold, c.state],
@@ -210,14 +231,15 @@ class ExplorerUI(SessionHandlers):
         gr.on([c.beta.input, c.beta.release], self.rerender, [c.beta, c.seed, c.state], render_out,
               api_name="reconstruct", **render)  # fmt: skip
         gr.on([c.seed.submit, c.seed.blur], self.rerender, [c.beta, c.seed, c.state], render_out, **render, **private)
-        c.concepts.input(self.toggle, [c.concepts, c.beta, c.seed, c.state], render_out, **render, **private)
-        c.reset.click(self.restore, [c.beta, c.seed, c.state], render_out, **render, **private)
+        map_changes.append(c.concepts.input(self.toggle, [c.concepts, c.beta, c.seed, c.state], render_out, **render,
+                                            **private))  # fmt: skip
+        map_changes.append(c.reset.click(self.restore, [c.beta, c.seed, c.state], render_out, **render, **private))
         gr.on([], self.ablate, [c.remove_box, c.beta, c.seed, c.state], render_out, api_name="ablate", **on_device)
 
         # -- the brain -----------------------------------------------------------------------------------
-        gr.on([c.locate.click, c.locate_box.submit], self.locate, [c.locate_box, c.threshold, c.state], brain_out,
-              show_progress_on=[c.brain3d], **on_device, **private).then(
-            self.heatmap_files, [c.state], files_out, show_progress="hidden", **on_device, **private)  # fmt: skip
+        map_changes.append(gr.on([c.locate.click, c.locate_box.submit], self.locate, [c.locate_box, c.threshold, c.state],
+                                 brain_out, show_progress_on=[c.brain3d], **on_device, **private).then(
+            self.heatmap_files, [c.state], files_out, show_progress="hidden", **on_device, **private))  # fmt: skip
         gr.on([], self.localize, [c.locate_box, c.threshold, c.state], list(dict.fromkeys(brain_out + files_out)),
               api_name="localize", **on_device)  # fmt: skip
         c.threshold.release(self.redraw_brain, [c.threshold, c.state], brain_out, show_progress="minimal",
@@ -225,6 +247,31 @@ class ExplorerUI(SessionHandlers):
         c.tab_3d.select(self.show_3d, [c.threshold, c.state], brain_out, queue=False, show_progress="hidden", **private)
         c.tab_glass.select(self.show_glass, [c.threshold, c.state], brain_out, show_progress_on=[c.glass], **on_device,
                            **private)  # fmt: skip
+
+        # -- the slice viewer: drawn when its tab opens, redrawn after what changes its map (while it has been
+        # opened once), clicks and typed coordinates move the crosshair
+        viewer = self.viewer
+        slice_in = [c.state, c.threshold, c.convention, c.compare, c.viewer_view]
+        slice_out = [c.slices, c.peaks, c.readout, c.viewer_view]
+        c.tab_slices.select(viewer.show, slice_in, slice_out, show_progress_on=[c.slices], **on_device, **private)
+        gr.on([c.convention.change, c.compare.submit, c.threshold.release], self.refresh_slices, slice_in, slice_out,
+              trigger_mode="always_last", show_progress="hidden", **on_device, **private)  # fmt: skip
+        for change_of_map in map_changes:
+            change_of_map.then(self.refresh_slices, slice_in, slice_out, show_progress="hidden", **on_device, **private)
+        c.slices.select(viewer.click, slice_in, slice_out, show_progress="hidden", **private)
+        c.peaks.select(viewer.pick_peak, slice_in, slice_out, show_progress="hidden", **private)
+        c.goto_box.submit(viewer.goto, [*slice_in, c.goto_box], slice_out, show_progress="hidden", **private)
+
+    @cached_property
+    def viewer(self) -> ViewerHandlers:
+        return ViewerHandlers(self.explorer)
+
+    def refresh_slices(self, session, threshold, convention, compare, view):
+        """Redraw the slices after a change of map, but only once the tab has been opened: the other views
+        should not pay for a picture nobody looks at."""
+        if view is None:
+            return gr.skip(), gr.skip(), gr.skip(), view
+        return self.viewer.show(session, threshold, convention, compare, view)
 
 
 def error_page(message: str, command: str):
