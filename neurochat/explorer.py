@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from neurochat.ablate import DEFAULT_FRACTION, Ablation, ablate
+from neurochat.encoding import dataset_references
 from neurochat.errors import ConfigError, DataError
 from neurochat.language import (
     RECONSTRUCTION_INSTRUCTION,
@@ -35,7 +36,7 @@ from neurochat.language import (
     parse_localization_request,
 )
 from neurochat.language.questions import unknown_concept, unknown_concept_answer
-from neurochat.localize import ConceptLocalizer, Heatmap, dataset_references
+from neurochat.localize import ConceptLocalizer, Heatmap
 from neurochat.lru import LRUCache
 from neurochat.models.extractor import ExtractorBundle
 from neurochat.nsd.betas import read_beta_map
@@ -151,10 +152,10 @@ class Explorer:
         self.vision = vision
         self.reconstructor = reconstructor
         self.brainllm = brainllm
-        # encoding maps are fitted on each subject's own training trials (once, on first use);
-        # an uploaded volume has none, so it gets GradCAM
+        # encoding maps are fitted on each subject's own training trials (once per machine, or when the
+        # bundle was built: neurochat/encoding.py); an uploaded volume has none, so it gets GradCAM
         self.localizer = ConceptLocalizer(ensemble, vision, vocabulary, references=dataset_references(dataset, ensemble),
-                                          cache=cache_dir() / "encoding-maps")  # fmt: skip
+                                          cache=cache_dir() / "encoding-maps", shipped=preset.layout.encoding_maps_dir)  # fmt: skip
         self.vocabulary = vocabulary
         self.answer_key = answer_key
         self._features = LRUCache(32)

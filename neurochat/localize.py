@@ -26,7 +26,6 @@ embedding t of the concept, and both averaged over an ensemble of three extracto
 from __future__ import annotations
 
 import difflib
-import hashlib
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -39,6 +38,13 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
+from neurochat.encoding import (
+    DEFAULT_RIDGE,
+    EncodingStatistics,
+    ReferenceRecordings,
+    StatisticsStore,
+    encoding_statistics,
+)
 from neurochat.errors import DataError
 from neurochat.models.extractor import ExtractorBundle
 
@@ -130,96 +136,6 @@ def gradcam_patches(bundle: ExtractorBundle, patch_tokens: torch.Tensor, text_em
 
 
 METHODS = ("auto", "encoding", "gradcam")
-DEFAULT_RIDGE = 0.5  # ridge relative to the regressors' unit variance; 0.3–1.0 scored alike (docs/results_notes.md)
-DEFAULT_REFERENCE_TRIALS = 3000  # at most this many of a subject's training trials fit its encoding map
-
-
-@dataclass
-class ReferenceRecordings:
-    """A subject's own recordings that its encoding maps are fitted on.
-
-    `rows` are in the units the extractors read (the dataset's betas, as in training), at the native
-    voxels `voxels` (flat C-order indices of the subject's grid, ascending).
-    """
-
-    subject: str
-    native_shape: tuple[int, int, int]
-    voxels: np.ndarray  # (S,) int64
-    rows: np.ndarray  # (n, S) float32
-
-
-def reference_recordings(dataset, subject: str, voxels: np.ndarray,
-                         max_trials: int = DEFAULT_REFERENCE_TRIALS) -> ReferenceRecordings:  # fmt: skip
-    """The subject's training trials (not the shared test images), session by session, up to `max_trials`.
-
-    Test images stay out so that scoring localization on them never fits on them.
-    """
-    table = dataset.trials(subject)
-    rows = []
-    for session in dataset.sessions(subject):
-        in_session = table.session == session
-        keep = ~table.shared[in_session]
-        if keep.any():
-            rows.append(dataset.read_session(subject, session, voxels=voxels)[keep])
-        if sum(len(r) for r in rows) >= max_trials:
-            break
-    if not rows:
-        raise DataError(f"{subject} has no training trials on disk to fit an encoding map on; use method='gradcam'")
-    return ReferenceRecordings(subject, dataset.native_shape(subject), np.asarray(voxels),
-                               np.concatenate(rows)[:max_trials].astype(np.float32))  # fmt: skip
-
-
-@dataclass
-class EncodingStatistics:
-    """What encoding maps need from one extractor run on one subject's reference recordings.
-
-    With the recordings X (n, S) and the extractor's unit-length predicted embeddings Ẑ (n, D), a
-    concept's evidence is s = Ẑ t; covariances of s with the voxels and with the other concepts follow
-    from cov(X, Ẑ) and cov(Ẑ) alone, so any set of concepts can be mapped later without the recordings.
-    """
-
-    voxels: np.ndarray  # (S,) flat native indices
-    voxel_std: torch.Tensor  # (S,) float64
-    cross: torch.Tensor  # (S, D) cov(voxel, Ẑ)
-    embedding_cov: torch.Tensor  # (D, D) cov(Ẑ)
-
-    def concept_maps(self, texts: torch.Tensor, ridge: float = DEFAULT_RIDGE) -> torch.Tensor:
-        """(K, S): each voxel's standardized ridge weight for each of K unit text embeddings (K, D).
-
-        All K concepts are regressors of one model: the weight of concept k is the change in the
-        voxel (in its standard deviations) per standard deviation of the evidence for k, others held fixed.
-        """
-        texts = texts.to(self.cross)
-        score_cov = texts @ self.embedding_cov @ texts.T  # (K, K)
-        score_std = score_cov.diagonal().clamp_min(1e-12).sqrt()
-        correlation = score_cov / score_std[:, None] / score_std[None, :]
-        cross = (texts @ self.cross.T) / score_std[:, None]  # (K, S) cov(voxel, standardized evidence)
-        eye = torch.eye(len(texts), dtype=correlation.dtype)
-        weights = torch.linalg.solve(correlation + ridge * eye, cross)  # (K, S)
-        return weights / self.voxel_std.clamp_min(1e-12)
-
-
-def encoding_statistics(bundle: ExtractorBundle, reference: ReferenceRecordings, batch_size: int = 256) -> EncodingStatistics:
-    """Run one extractor over a subject's reference recordings and keep the covariances (see above)."""
-    operator = bundle.preprocessor.operator(reference.native_shape)
-    rows = torch.as_tensor(reference.rows)
-    parameter = next(bundle.model.parameters())  # on a GPU the extractors run in bf16
-    embeddings = []
-    with torch.no_grad():
-        for start in range(0, len(rows), batch_size):
-            tokens = operator.tokens_from_voxels(reference.voxels, rows[start : start + batch_size])
-            tokens = bundle.tokens(tokens.to(parameter.device, parameter.dtype))
-            embeddings.append(F.normalize(bundle.model(tokens).clip.float(), dim=-1).cpu())
-    embeddings = torch.cat(embeddings).double()
-    centred_rows = rows.double() - rows.double().mean(0)
-    centred_embeddings = embeddings - embeddings.mean(0)
-    n = len(rows)
-    return EncodingStatistics(
-        voxels=reference.voxels,
-        voxel_std=centred_rows.pow(2).mean(0).sqrt(),
-        cross=centred_rows.T @ centred_embeddings / n,
-        embedding_cov=centred_embeddings.T @ centred_embeddings / n,
-    )
 
 
 class ConceptLocalizer:
@@ -238,11 +154,14 @@ class ConceptLocalizer:
     ridge : the encoding model's ridge, relative to the regressors' unit variance
     cache : folder for fitted statistics (one .npz per extractor and subject), so that a subject is
         fitted once per machine, not once per process; used when `references` has a `fingerprint`
+    shipped : the weights bundle's folder of statistics fitted when it was built (read only; the demo
+        ships its SimNSD subjects'), used when `references` has a `portable_fingerprint`
     """
 
     def __init__(self, bundles: list[ExtractorBundle], vision, vocabulary: list[str] | None = None,
                  references: Callable[[str], ReferenceRecordings | None] | None = None, method: str = "auto",
-                 ridge: float = DEFAULT_RIDGE, cache: str | Path | None = None):  # fmt: skip
+                 ridge: float = DEFAULT_RIDGE, cache: str | Path | None = None,
+                 shipped: str | Path | None = None):  # fmt: skip
         if not bundles:
             raise DataError("concept localization needs at least one ViT3D extractor")
         self.bundles = bundles
@@ -251,8 +170,7 @@ class ConceptLocalizer:
         self.references = references
         self.method = self._check_method(method)
         self.ridge = ridge
-        self.cache = Path(cache) if cache is not None else None
-        self._model_fingerprints: dict[int, str] = {}
+        self.store = StatisticsStore(cache, shipped)
         self._text_cache: dict[str, torch.Tensor] = {}
         self._statistics: dict[str, list[EncodingStatistics] | None] = {}  # subject -> one per bundle
         self._fitting = threading.Lock()  # one fit at a time: a background fit and a user's request share it
@@ -287,6 +205,12 @@ class ConceptLocalizer:
         """Drop the cached per-concept maps (the fitted statistics stay); for benchmarks."""
         self._maps.clear()
 
+    def forget_statistics(self) -> None:
+        """Drop every subject's statistics and maps from memory (the files stay); for benchmarks."""
+        with self._fitting:
+            self._statistics.clear()
+            self._maps.clear()
+
     def prepare(self, subject: str) -> threading.Thread | None:
         """Fit (or read from the disk cache) `subject`'s encoding statistics in a background thread.
 
@@ -315,6 +239,14 @@ class ConceptLocalizer:
     def has_reference(self, subject: str) -> bool:
         """Whether `subject` has recordings to fit encoding maps on (fits them on first use)."""
         return self._subject_statistics(subject) is not None
+
+    def ship(self, folder: str | Path, subject: str, keep: np.ndarray | None = None) -> list[Path]:
+        """Write `subject`'s fitted statistics (fitting them if needed) into a weights bundle's folder,
+        only the voxels where `keep` (bool, native grid) is True if given."""
+        statistics = self._subject_statistics(subject)
+        if statistics is None:
+            raise DataError(f"no recordings of {subject} to fit an encoding map on: nothing to ship")
+        return self.store.ship(folder, subject, self.bundles, self.references, statistics, keep)
 
     def method_for(self, subject: str, method: str | None = None) -> str:
         """The method a localization of `subject` uses: "encoding" or "gradcam"."""
@@ -388,97 +320,18 @@ class ConceptLocalizer:
     def _load_or_fit(self, subject: str) -> list[EncodingStatistics] | None:
         if self.references is None:
             return None
-        paths = self._cache_paths(subject)
-        if paths is not None:
-            cached = [load_statistics(path) for path in paths]
-            if all(stats is not None for stats in cached):
-                return cached
+        stored = self.store.load(subject, self.bundles, self.references)
+        if stored is not None:
+            return stored
         reference = self.references(subject)
         if reference is None:
             return None
         fitted = [encoding_statistics(bundle, reference) for bundle in self.bundles]
-        for stats, path in zip(fitted, paths or []):
-            save_statistics(stats, path)
+        self.store.save(subject, self.bundles, self.references, fitted)
         return fitted
-
-    def _cache_paths(self, subject: str) -> list[Path] | None:
-        fingerprint = getattr(self.references, "fingerprint", None)
-        described = fingerprint(subject) if self.cache is not None and fingerprint is not None else None
-        if described is None:
-            return None
-        paths = []
-        for index, bundle in enumerate(self.bundles):
-            if index not in self._model_fingerprints:
-                self._model_fingerprints[index] = model_fingerprint(bundle)
-            key = hashlib.sha1(f"{described}|{self._model_fingerprints[index]}".encode()).hexdigest()[:20]
-            paths.append(self.cache / f"{subject}_r{bundle.config.patch_size}_{key}.npz")
-        return paths
 
 
 def _unit_scale(native: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     values = np.where(mask, native, 0.0) if mask is not None else native
     peak = values.max()
     return (values / peak if peak > 0 else values).astype(np.float32)
-
-
-class DatasetReferences:
-    """`references` for a `ConceptLocalizer`: each subject's training trials in `dataset` (None for others).
-
-    The voxels are every voxel any extractor of the ensemble reads, so each can run on them.
-    `fingerprint(subject)` identifies those recordings without reading them (files, sizes, times),
-    so fitted statistics can be cached on disk.
-    """
-
-    def __init__(self, dataset, bundles: list[ExtractorBundle], max_trials: int = DEFAULT_REFERENCE_TRIALS):
-        self.dataset = dataset
-        self.bundles = bundles
-        self.max_trials = max_trials
-
-    def _voxels(self, subject: str) -> np.ndarray:
-        shape = self.dataset.native_shape(subject)
-        return np.unique(np.concatenate([bundle.preprocessor.operator(shape).support for bundle in self.bundles]))
-
-    def __call__(self, subject: str) -> ReferenceRecordings | None:
-        if subject not in self.dataset.subjects:
-            return None
-        return reference_recordings(self.dataset, subject, self._voxels(subject), self.max_trials)
-
-    def fingerprint(self, subject: str) -> str | None:
-        if subject not in self.dataset.subjects:
-            return None
-        files = [Path(self.dataset.session_file(subject, session).path) for session in self.dataset.sessions(subject)]
-        described = [f"{path.name}:{path.stat().st_size}:{path.stat().st_mtime_ns}" for path in files]
-        voxels = hashlib.sha1(self._voxels(subject).tobytes()).hexdigest()
-        return "|".join([str(Path(self.dataset.root).resolve()), subject, str(self.max_trials),
-                         str(self.dataset.max_session), voxels, *described])  # fmt: skip
-
-
-def dataset_references(dataset, bundles: list[ExtractorBundle], max_trials: int = DEFAULT_REFERENCE_TRIALS) -> DatasetReferences:
-    """Each subject's training trials in `dataset`, for `ConceptLocalizer(references=...)`."""
-    return DatasetReferences(dataset, bundles, max_trials)
-
-
-def model_fingerprint(bundle: ExtractorBundle) -> str:
-    """sha1 of an extractor's weights and patch size: fitted statistics belong to exactly these weights."""
-    digest = hashlib.sha1(str(bundle.config.patch_size).encode())
-    for name, tensor in sorted(bundle.model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
-def save_statistics(statistics: EncodingStatistics, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial.npz")
-    np.savez(partial, voxels=statistics.voxels, voxel_std=statistics.voxel_std.numpy(),
-             cross=statistics.cross.float().numpy(), embedding_cov=statistics.embedding_cov.numpy())  # fmt: skip
-    partial.replace(path)  # never a half-written cache file
-
-
-def load_statistics(path: Path) -> EncodingStatistics | None:
-    try:
-        with np.load(path) as arrays:
-            return EncodingStatistics(arrays["voxels"], torch.as_tensor(arrays["voxel_std"]),
-                                      torch.as_tensor(arrays["cross"]).double(), torch.as_tensor(arrays["embedding_cov"]))  # fmt: skip
-    except (OSError, KeyError, ValueError):
-        return None  # missing or damaged: fitted again

@@ -62,6 +62,35 @@ def test_micro_chain_trains_every_stage_and_checks_the_explorer(micro_bundle):
     assert set(evaluation["localization"]["ablation"]["case_sd"]) == {"removed_below_others", "drop_removed", "drop_others"}
 
 
+def test_the_bundle_ships_each_subject_s_encoding_maps_and_a_fresh_machine_reads_them(micro_bundle, sim_root, tmp_path):
+    """The first concept map in a subject reads the bundle's statistics: nothing is fitted."""
+    import numpy as np
+
+    from neurochat.explorer import Explorer
+
+    manifest = json.loads(WeightsLayout(micro_bundle).manifest.read_text())
+    shipped = sorted(name for name in manifest["files"] if name.startswith("encoding_maps/"))
+    assert manifest["encoding_maps"]["files"] == len(shipped) == 4 * 3  # every subject, every extractor
+    explorer = Explorer.load("demo", nsd_root=sim_root, weights=micro_bundle, device="cpu", log=lambda *_: None)
+    explorer.localizer.store.cache = tmp_path  # a machine that never fitted anything
+
+    class NoFit:
+        """The dataset's recordings, except that reading them for a fit fails the test."""
+
+        def __init__(self, inner):
+            self.fingerprint, self.portable_fingerprint = inner.fingerprint, inner.portable_fingerprint
+
+        def __call__(self, subject):
+            raise AssertionError(f"{subject} was fitted although the bundle ships its statistics")
+
+    explorer.localizer.references = NoFit(explorer.localizer.references)
+    for subject in explorer.subjects:
+        state = explorer.select(subject, explorer.trial_choices(subject)[0].nsd_id)
+        heatmap = explorer.localize(state, explorer.true_concepts(state)[0])
+        assert heatmap.method == "encoding" and np.isfinite(heatmap.native).all() and heatmap.native.max() == 1.0
+    assert not list(tmp_path.iterdir())  # read from the bundle, so nothing was written to the cache
+
+
 def test_two_evaluations_are_put_side_by_side():
     from train.bundle_evaluation import compare_evaluations
 

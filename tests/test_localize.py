@@ -12,14 +12,8 @@ from neurochat.ablate import ablate, ablation_mask
 from neurochat.data import build_preprocessor
 from neurochat.errors import ConfigError
 from neurochat.errors import DataError
-from neurochat.localize import (
-    ConceptError,
-    ConceptLocalizer,
-    EncodingStatistics,
-    Heatmap,
-    dataset_references,
-    gradcam_patches,
-)
+from neurochat.encoding import EncodingStatistics, dataset_references
+from neurochat.localize import ConceptError, ConceptLocalizer, Heatmap, gradcam_patches
 from neurochat.models.extractor import ExtractorBundle, ExtractorConfig, FMRIExtractor, token_coordinates, token_count
 from neurochat.nsd import NSDDataset
 
@@ -235,6 +229,46 @@ def test_fitted_statistics_are_cached_on_disk_and_read_back(setup, tmp_path):
         maps.append(localizer.localize(volume, "dog", subject="subj02", affine=np.eye(4), mask=mask).native)
     assert references.reads == 1 and len(list(tmp_path.glob("subj02_r*.npz"))) == 3
     np.testing.assert_allclose(maps[0], maps[1], atol=1e-6)
+
+
+def test_statistics_shipped_with_a_bundle_serve_another_clone(setup, tmp_path):
+    """SimNSD subjects' statistics written into a bundle are read by a localizer anywhere, without a fit."""
+    data, bundles, volume, mask = setup
+
+    class CountingReferences:
+        def __init__(self):
+            self.inner, self.reads = dataset_references(data, bundles), 0
+
+        def __call__(self, subject):
+            self.reads += 1
+            return self.inner(subject)
+
+        def fingerprint(self, subject):  # this machine's files: differs between clones
+            return "another clone|" + self.inner.fingerprint(subject)
+
+        def portable_fingerprint(self, subject):
+            return self.inner.portable_fingerprint(subject)
+
+    references = CountingReferences()
+    fitting = ConceptLocalizer(bundles, StubText(), ["cat", "dog"], references=references)
+    fitted = fitting.localize(volume, "dog", subject="subj02", affine=np.eye(4), mask=mask).native
+    shipped = fitting.ship(tmp_path / "encoding_maps", "subj02", keep=mask)  # the voxels where maps are searched
+    assert len(shipped) == 3 and references.reads == 1
+
+    reading = ConceptLocalizer(bundles, StubText(), ["cat", "dog"], references=references,
+                               cache=tmp_path / "cache", shipped=tmp_path / "encoding_maps")  # fmt: skip
+    read = reading.localize(volume, "dog", subject="subj02", affine=np.eye(4), mask=mask).native
+    assert references.reads == 1  # no fit: the shipped statistics served
+    np.testing.assert_allclose(read, fitted, atol=5e-3)  # float16 covariances in the bundle
+    assert np.corrcoef(read.ravel(), fitted.ravel())[0, 1] > 0.99999
+
+    # other weights (a retrained extractor) never read them: they miss and fit again
+    other = _bundle(bundles[0].preprocessor, seed=99)
+    ConceptLocalizer([other], StubText(), ["cat", "dog"], references=references,
+                     shipped=tmp_path / "encoding_maps").localize(volume, "dog", subject="subj02", affine=np.eye(4), mask=mask)  # fmt: skip
+    assert references.reads == 2
+    with pytest.raises(DataError, match="no recordings of upload.nii.gz#1 .* nothing to ship"):
+        fitting.ship(tmp_path / "x", "upload.nii.gz#1")
 
 
 def test_a_background_fit_is_shared_with_the_first_localization(setup):

@@ -20,6 +20,8 @@ Stages, each resumable (a finished stage is skipped when the command runs again)
   llm0..llm2  demo LM, then the fMRI projector, then projector + LM   (train/llm.py)
   pack        float32 weights stored as float16 (every loader casts them back to float32 on CPU),
               which halves the bundle; runs once every training stage is done, or with --only pack
+  encoding_maps  each SimNSD subject's encoding-model statistics, fitted on the packed extractors, so
+              that the app's first concept map in a subject is instant (train/encoding_maps.py)
   check       the bundle loads in the explorer and answers, reconstructs, localizes and ablates
   evaluate    each component scored on the SimNSD test set (the report's evaluations; the extractors
               and the LLM on all of it, the decoder on 10 recordings per subject, localization on
@@ -48,6 +50,7 @@ from neurochat.cli import add_nsd_root_option, run_main
 
 from train.bundle_evaluation import compare_evaluations, compare_files, evaluate_bundle
 from train.bundle_plan import run_in_parallel, stage_commands
+from train.encoding_maps import write_encoding_maps
 
 from neurochat.models.bundle import MANIFEST
 LOCK = ".manifest.lock"  # held while a process updates the manifest
@@ -239,6 +242,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         earlier = manifest.get("pack", {})  # what earlier runs halved (later stages may add files)
         manifest["pack"] = {key: earlier.get(key, 0) + value for key, value in packed.items()}
         print(f"[pack] {packed}")
+    if "encoding_maps" in (args.only or []) or (trained and not args.only):
+        manifest["encoding_maps"] = write_encoding_maps(out, data)  # on the packed weights the app reads
+        print(f"[encoding_maps] {manifest['encoding_maps']}")
     if not args.only or "check" in args.only:
         manifest["check"] = check_bundle(out, data)
         print(f"[check] the explorer answered: {manifest['check']['answer']!r}")

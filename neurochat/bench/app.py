@@ -7,9 +7,12 @@ What a person waits for in the browser, measured on the explorer the app talks t
                  already in the cache; the demo's SimNSD generation on a fresh clone is not counted)
   beta_s         `reconstruct` at a β not seen before (features cached: only the diffusion runs)
   first_localize_s  the first `localize` in a subject on a machine that never fitted it (an empty
-                 disk cache): every extractor runs over the subject's training trials. The app starts
-                 this fit in the background as soon as a subject is opened, and keeps it on disk, so
-                 a person waits for it only when asking right away, and once per machine
+                 disk cache): the encoding-model statistics come from the bundle (the demo ships its
+                 SimNSD subjects': neurochat/encoding.py)
+  fit_s          the same where the bundle has none (real NSD): every extractor runs over the
+                 subject's training trials. The app starts this fit in the background as soon as a
+                 subject is opened, and keeps it on disk, so a person waits for it only when asking
+                 right away, and once per machine
   localize_s     `localize` of a concept not seen before in this trial (ensemble encoding map)
   ablate_s       `ablate` of a localized concept (zero its voxels, encode again, ask the LLM for the
                  prompt again, reconstruct), each run a different concept
@@ -34,10 +37,10 @@ from pathlib import Path
 
 from neurochat.cli import add_dataset_options, write_json
 
-# What a person should wait at most, demo preset on 2 CPU cores. first_localize_s has none: a once-per-subject
-# wait, reported.
-TARGETS = {"cold_start_s": 20.0, "beta_s": 1.5, "localize_s": 1.0, "ablate_s": 2.0, "first_token_s": 0.5,
-           "peak_rss_mb": 3000.0}  # fmt: skip
+# What a person should wait at most, demo preset on 2 CPU cores. fit_s has none: a once-per-subject-and-machine
+# wait where the bundle ships no statistics, reported.
+TARGETS = {"cold_start_s": 20.0, "beta_s": 1.5, "first_localize_s": 5.0, "localize_s": 1.0, "ablate_s": 2.0,
+           "first_token_s": 0.5, "peak_rss_mb": 3000.0}  # fmt: skip
 BRIEF = "Describe the image concisely."  # Table 3's first instruction
 
 _COLD_START = """
@@ -95,18 +98,23 @@ def run(args: argparse.Namespace) -> int:
 
     betas = [round(0.93 - 0.01 * i, 2) for i in range(args.runs + 1)]  # a β not rendered before, each run
     beta_s = _p50([_timed(explorer.reconstruct, state, beta=beta) for beta in betas][1:])
-    disk_cache = explorer.localizer.cache
+    store = explorer.localizer.store
+    disk_cache, shipped = store.cache, store.shipped
     with tempfile.TemporaryDirectory() as empty_cache:
-        explorer.localizer.cache = Path(empty_cache)  # time the fit, not a read of an earlier run's fit
+        store.cache = Path(empty_cache)  # a machine that never fitted this subject: not a read of an earlier run's fit
+        explorer.localizer.forget_statistics()
         first_localize_s = _timed(explorer.localize, state, concepts[0])
-    explorer.localizer.cache = disk_cache
+        store.shipped = None  # and one whose bundle ships none: the fit
+        explorer.localizer.forget_statistics()
+        fit_s = _timed(explorer.localizer.has_reference, subject)  # the fit (a map after it takes localize_s)
+    store.cache, store.shipped = disk_cache, shipped
     localize_s = _p50([_timed(explorer.localize, state, concept) for concept in concepts[1 : args.runs + 1]])
     ablate_s = _p50([_timed(explorer.ablate, state, [concept]) for concept in concepts[: args.runs + 1]][1:])
     first_token_s = _p50([_first_token(explorer, state) for _ in range(args.runs + 1)][1:])
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
     numbers = {"cold_start_s": _p50(cold), "beta_s": beta_s, "first_localize_s": first_localize_s,
-               "localize_s": localize_s, "ablate_s": ablate_s,
+               "fit_s": fit_s, "localize_s": localize_s, "ablate_s": ablate_s,
                "first_token_s": first_token_s, "peak_rss_mb": peak_rss_mb}  # fmt: skip
     device = explorer.reconstructor.device
     print(f"preset {args.preset} on {device}, torch threads {torch.get_num_threads()}, {args.runs} runs "
@@ -114,15 +122,15 @@ def run(args: argparse.Namespace) -> int:
     for name, number in numbers.items():
         target = TARGETS.get(name)
         if target is None:
-            print(f"  {name:<14} {number:9.3f}   (no target)")
+            print(f"  {name:<16} {number:9.3f}   (no target)")
             continue
         verdict = "ok" if number <= target else "OVER"
-        print(f"  {name:<14} {number:9.3f}   target ≤ {target:g} ({verdict}, demo on 2 CPU cores)")
+        print(f"  {name:<16} {number:9.3f}   target ≤ {target:g} ({verdict}, demo on 2 CPU cores)")
     if args.json:
         write_json(args.json, {name: round(number, 4) for name, number in numbers.items()})
     over = [name for name, number in numbers.items() if name in TARGETS and number > TARGETS[name]]
     print(f"app: cold {numbers['cold_start_s']:.2f} s, β {beta_s:.3f} s, first localize in a subject "
-          f"{first_localize_s:.2f} s, localize {localize_s:.3f} s, "
+          f"{first_localize_s:.2f} s (fitting it {fit_s:.1f} s), localize {localize_s:.3f} s, "
           f"ablate {ablate_s:.3f} s, first token {first_token_s:.3f} s, peak RSS {peak_rss_mb:.0f} MB"
           + (f" — over target: {', '.join(over)}" if over else " — all within target"))  # fmt: skip
     return 0

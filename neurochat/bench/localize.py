@@ -34,7 +34,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from neurochat.ablate import ablate
-    from neurochat.localize import ConceptLocalizer, dataset_references
+    from neurochat.encoding import dataset_references
+    from neurochat.localize import ConceptLocalizer
     from neurochat.models import quiet_libraries
     from neurochat.models.bundle import load_ensemble
     from neurochat.models.unclip import load_unclip

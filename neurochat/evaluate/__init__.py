@@ -11,7 +11,8 @@ from neurochat.models.bundle import load_main_models  # noqa: F401  (its callers
 
 def answer_key_localizer(preset, dataset, vision, method: str = "auto"):
     """(SimNSD's answer key, a ConceptLocalizer over the preset's ensemble and the key's concepts)."""
-    from neurochat.localize import ConceptLocalizer, dataset_references
+    from neurochat.encoding import dataset_references
+    from neurochat.localize import ConceptLocalizer
     from neurochat.models.bundle import load_ensemble
     from neurochat.sim.truth import AnswerKey
 

@@ -32,6 +32,7 @@ CLIP_DIR = "clip"
 UNCLIP_DIR = "unclip"
 LLM_DIR = "llm"
 EXTRACTORS_DIR = "extractor"
+ENCODING_MAPS_DIR = "encoding_maps"
 MANIFEST = "manifest.json"  # written by train.demo_bundle
 VISION_MANIFEST = "vision_manifest.json"  # written by train.vision
 PAPER_MODELS_DIR = "neurochat"  # the paper weights root's folder of NeuroChat's own models
@@ -67,6 +68,11 @@ class WeightsLayout:
     @property
     def llm_dir(self) -> Path:
         return self.root / LLM_DIR
+
+    @property
+    def encoding_maps_dir(self) -> Path:
+        """Encoding-model statistics of the demo's SimNSD subjects, fitted when the bundle was built."""
+        return self.root / ENCODING_MAPS_DIR
 
     @property
     def manifest(self) -> Path:
