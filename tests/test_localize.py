@@ -208,21 +208,26 @@ def test_localization_evaluation_scores_both_methods_against_the_answer_key(setu
     assert 0.3 < result["random"] < 0.7
 
 
+class CountingReferences:
+    """A dataset's reference recordings that count how often they are read (once per fit)."""
+
+    def __init__(self, data, bundles):
+        self.inner, self.reads = dataset_references(data, bundles), 0
+
+    def __call__(self, subject):
+        self.reads += 1
+        return self.inner(subject)
+
+    def fingerprint(self, subject):
+        return self.inner.fingerprint(subject)
+
+    def portable_fingerprint(self, subject):
+        return self.inner.portable_fingerprint(subject)
+
+
 def test_fitted_statistics_are_cached_on_disk_and_read_back(setup, tmp_path):
     data, bundles, volume, mask = setup
-
-    class CountingReferences:
-        def __init__(self):
-            self.inner, self.reads = dataset_references(data, bundles), 0
-
-        def __call__(self, subject):
-            self.reads += 1
-            return self.inner(subject)
-
-        def fingerprint(self, subject):
-            return self.inner.fingerprint(subject)
-
-    references = CountingReferences()
+    references = CountingReferences(data, bundles)
     maps = []
     for _ in range(2):  # two processes' worth of localizers sharing one cache folder
         localizer = ConceptLocalizer(bundles, StubText(), ["cat", "dog"], references=references, cache=tmp_path)
@@ -234,27 +239,13 @@ def test_fitted_statistics_are_cached_on_disk_and_read_back(setup, tmp_path):
 def test_statistics_shipped_with_a_bundle_serve_another_clone(setup, tmp_path):
     """SimNSD subjects' statistics written into a bundle are read by a localizer anywhere, without a fit."""
     data, bundles, volume, mask = setup
-
-    class CountingReferences:
-        def __init__(self):
-            self.inner, self.reads = dataset_references(data, bundles), 0
-
-        def __call__(self, subject):
-            self.reads += 1
-            return self.inner(subject)
-
-        def fingerprint(self, subject):  # this machine's files: differs between clones
-            return "another clone|" + self.inner.fingerprint(subject)
-
-        def portable_fingerprint(self, subject):
-            return self.inner.portable_fingerprint(subject)
-
-    references = CountingReferences()
+    references = CountingReferences(data, bundles)
     fitting = ConceptLocalizer(bundles, StubText(), ["cat", "dog"], references=references)
     fitted = fitting.localize(volume, "dog", subject="subj02", affine=np.eye(4), mask=mask).native
     shipped = fitting.ship(tmp_path / "encoding_maps", "subj02", keep=mask)  # the voxels where maps are searched
     assert len(shipped) == 3 and references.reads == 1
 
+    # another machine: an empty disk cache, the bundle's folder
     reading = ConceptLocalizer(bundles, StubText(), ["cat", "dog"], references=references,
                                cache=tmp_path / "cache", shipped=tmp_path / "encoding_maps")  # fmt: skip
     read = reading.localize(volume, "dog", subject="subj02", affine=np.eye(4), mask=mask).native
