@@ -201,6 +201,15 @@ class ConceptLocalizer:
             self._text_cache[name] = torch.as_tensor(self.vision.text_embeddings([name]))[0].float()
         return self._text_cache[name]
 
+    def _texts(self, names: list[str]) -> torch.Tensor:
+        """(K, D) unit text embeddings, float64; the ones not embedded yet in one batch (a vocabulary one
+        by one took seconds)."""
+        missing = list(dict.fromkeys(n for n in names if n not in self._text_cache))
+        if missing:
+            for name, embedding in zip(missing, torch.as_tensor(self.vision.text_embeddings(missing)).float()):
+                self._text_cache[name] = embedding
+        return F.normalize(torch.stack([self._text_cache[n] for n in names]).double(), dim=-1)
+
     def forget_concept_maps(self) -> None:
         """Drop the cached per-concept maps (the fitted statistics stay); for benchmarks."""
         self._maps.clear()
@@ -227,6 +236,8 @@ class ConceptLocalizer:
         def fit() -> None:
             try:
                 self._subject_statistics(subject)
+                if self.vocabulary is not None:
+                    self._texts(self.vocabulary)  # the encoding model's regressors, ready for the first map
             except Exception as error:  # noqa: BLE001 — the user's own request raises it again, with context
                 log.warning("background encoding fit for %s failed: %s", subject, error)
             finally:
@@ -242,11 +253,13 @@ class ConceptLocalizer:
 
     def ship(self, folder: str | Path, subject: str, keep: np.ndarray | None = None) -> list[Path]:
         """Write `subject`'s fitted statistics (fitting them if needed) into a weights bundle's folder,
-        only the voxels where `keep` (bool, native grid) is True if given."""
+        only the voxels where `keep` (bool, native grid) is True if given, and with a vocabulary only
+        its span (every concept this localizer can map comes out the same)."""
         statistics = self._subject_statistics(subject)
         if statistics is None:
             raise DataError(f"no recordings of {subject} to fit an encoding map on: nothing to ship")
-        return self.store.ship(folder, subject, self.bundles, self.references, statistics, keep)
+        texts = self._texts(self.vocabulary) if self.vocabulary is not None else None
+        return self.store.ship(folder, subject, self.bundles, self.references, statistics, keep, texts)
 
     def method_for(self, subject: str, method: str | None = None) -> str:
         """The method a localization of `subject` uses: "encoding" or "gradcam"."""
@@ -298,8 +311,7 @@ class ConceptLocalizer:
         if key not in self._maps:
             # the regressors: the whole vocabulary (one fit gives every concept's map), else the concept alone
             names = self.vocabulary if self.vocabulary is not None else [name]
-            texts = F.normalize(torch.stack([self.text_embedding(n) for n in names]).double(), dim=-1)
-            fitted = [stats.concept_maps(texts, self.ridge) for stats in statistics]  # per bundle (K, S)
+            fitted = [stats.concept_maps(self._texts(names), self.ridge) for stats in statistics]  # per bundle (K, S)
             for k, other in enumerate(names):
                 self._maps[(subject, other)] = [weights[k] for weights in fitted]
         per_model = {}

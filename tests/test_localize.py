@@ -83,6 +83,10 @@ def test_encoding_maps_equal_a_ridge_regression_on_the_concept_evidence():
     xc = rows - rows.mean(0)
     direct = np.linalg.solve(z.T @ z / n + 0.1 * np.eye(3), z.T @ xc / n) / xc.std(0)
     np.testing.assert_allclose(maps, direct, rtol=1e-6, atol=1e-9)
+    # kept in the span of the vocabulary alone (what a bundle ships), its concepts' maps are the same
+    projected = _statistics_from(rows, embeddings).projected(torch.as_tensor(texts))
+    assert projected.cross.shape == (voxels, 3)
+    np.testing.assert_allclose(projected.concept_maps(torch.as_tensor(texts), ridge=0.1).numpy(), maps, rtol=1e-9, atol=1e-12)
     assert maps[0, :5].min() > 5 * np.abs(maps[0, 5:]).max()  # concept 0's voxels stand out in its map
     assert np.abs(maps[1:, :5]).max() < maps[0, :5].min() / 5  # and not in the other concepts' maps
 
