@@ -131,6 +131,58 @@ def test_picking_subject_trial_protocol_and_random(ui, explorer, session):
     assert out[ui.c.state].trial.nsd_id in [c.nsd_id for c in explorer.trial_choices("subj02") if c.shared]
 
 
+def _open_link(ui, query: dict, session=None):
+    """The page's load with `query` in its address, as Gradio hands it over (β 0.95, seed 0, threshold 0.5)."""
+    import gradio as gr
+
+    from neurochat.app.session import Session
+
+    return ui.start(session or Session(), 0.95, 0, 0.5, request=gr.Request(query_params=query))
+
+
+def test_a_link_restores_trial_beta_seed_and_removed_concepts(ui, explorer):
+    from neurochat.app.session import Session
+    from neurochat.app.share import share_query
+
+    nsd_id = explorer.trial_choices("subj02")[1].nsd_id
+    concept = explorer.example_concept(nsd_id)
+    out = _open_link(ui, {"subject": "subj02", "trial": str(nsd_id), "protocol": "single", "beta": "0.5", "seed": "3",
+                          "remove": concept})  # fmt: skip
+    session = out[ui.c.state]
+    assert session.trial.key == ("subj02", nsd_id, "single", None) and session.trial.removed == [concept]
+    assert value(out[ui.c.trial]) == nsd_id and out[ui.c.protocol] == "single"
+    assert out[ui.c.beta] == 0.5 and out[ui.c.seed] == 3 and "as the link shared it" in out[ui.c.status]
+    assert concept in out[ui.c.concepts]["choices"] and concept not in out[ui.c.concepts]["value"]  # located, unticked
+    assert f'"{concept}"' in out[ui.c.brain_title] and session.shown == concept
+    assert out[ui.c.ablated]["value"].ndim == 3 and "voxels zeroed" in out[ui.c.ablation_info]
+    assert "β = 0.50** (10 of 20 denoising steps) · seed 3" in out[ui.c.shown_beta]
+
+    link, as_json = ui.share_links(session, 0.5, 3, "http://lab.example:7860/")
+    assert link == "http://lab.example:7860/" + share_query(session, 0.5, 3) and f"remove={concept}" in link
+    for pasted in (link, as_json):  # either, pasted into another tab's share panel, opens the same view
+        other = ui.open_shared(pasted, Session(), 0.95, 0, 0.5)[ui.c.state]
+        assert other.trial.key == session.trial.key and other.trial.removed == [concept]
+    plain = _open_link(ui, {})
+    assert plain[ui.c.state].trial.nsd_id == ui.default_trial and "link" not in plain[ui.c.status]
+    assert "value" not in plain[ui.c.beta] and "value" not in plain[ui.c.seed]  # what a link leaves out stays
+
+
+def test_a_bad_link_is_refused_by_name_and_the_first_trial_opens(ui, explorer, session):
+    only_subj01 = sorted(set(explorer.dataset.trials("subj01").train_images) -
+                         set(explorer.dataset.trials("subj02").nsd_id))[0]  # fmt: skip
+    for query, named in [({"subject": "subj09"}, "subject 'subj09' is not in this dataset"),
+                         ({"subject": "subj02", "trial": str(only_subj01)}, f"subj02 never saw image {only_subj01}"),
+                         ({"beta": "1.5"}, "β = 1.5 is outside 0…1"),
+                         ({"remove": "dog,unicorm"}, "removes 'unicorm': 'unicorm' is not a concept")]:  # fmt: skip
+        out = _open_link(ui, query)
+        assert named in warning(ui, out) and "The first trial is shown instead." in warning(ui, out)
+        assert out[ui.c.state].trial.key == (ui.default_subject, ui.default_trial, "averaged", None)
+        assert out[ui.c.state].trial.removed == [] and ui.c.beta not in out and out[ui.c.stimulus] is not None
+    before = session.trial.key
+    refused = ui.open_shared('{"trial": 12, "seed": -1}', session, 0.95, 0, 0.5)  # pasted: nothing changes
+    assert "seed '-1' is not a whole number" in warning(ui, refused) and session.trial.key == before
+
+
 # -- chat ------------------------------------------------------------------------------------------------
 
 

@@ -324,6 +324,42 @@ def test_help_shows_in_the_page(server, browser, shots):
     page.close()
 
 
+def test_a_shared_link_reopens_the_view_and_a_bad_one_is_refused(server, browser, shots):
+    page = _open(browser, server)
+    page.locator("#nc-trial input").click()
+    trial = page.get_by_role("option").filter(has_text="image").nth(2)
+    image_id = trial.inner_text().split("image")[-1].strip()
+    trial.click()
+    page.get_by_text(f"Now exploring subj01, image {image_id} ").wait_for()
+    beta = page.locator("#nc-beta input[type=number]")
+    beta.fill("0.5")
+    beta.press("Tab")
+    page.get_by_role("button", name="↗ share").click()
+    page.wait_for_function("() => document.querySelector('#nc-share-link textarea').value.includes('beta=0.5')")
+    link = page.locator("#nc-share-link textarea").input_value()
+    assert link.startswith(server + "?") and f"trial={image_id}&" in link  # the page's own address, from the browser
+    _snap(page, shots, "15-share")
+    page.close()
+
+    shared = _open(browser, link + "&remove=dog")  # with a concept removed, as an unticked chip
+    shared.get_by_text(f"Now exploring subj01, image {image_id} ").wait_for()
+    assert shared.locator("#nc-trial input").input_value().endswith(f"image {image_id}")
+    assert shared.locator("#nc-beta input[type=number]").input_value() == "0.5"
+    _wait_for_new_image(shared, "#nc-ablated", None)
+    shared.locator("#nc-ablated").get_by_text("without dog").wait_for()
+    assert not shared.locator("#nc-concepts label", has_text="dog").first.locator("input").is_checked()
+    _snap(shared, shots, "16-shared")
+    shared.close()
+
+    bad = browser.new_page(viewport=VIEWPORT)
+    bad.set_default_timeout(STEP_TIMEOUT_MS)
+    bad.goto(server + "?trial=abc", wait_until="domcontentloaded")
+    bad.locator("#nc-status").get_by_text("The link's trial 'abc' is not an NSD image number").wait_for()
+    assert bad.locator("#nc-subject input").input_value() == "subj01"  # the first trial opened all the same
+    _snap(bad, shots, "17-bad-link")
+    bad.close()
+
+
 @pytest.fixture(scope="module")
 def native_shape(request) -> tuple[int, int, int]:
     """subj01's grid in the data the server explores (uploads on it are read like its own trials)."""

@@ -23,6 +23,7 @@ from neurochat import viz
 from neurochat.app import figures
 from neurochat.app.panels import DEFAULT_SEED, PanelHandlers
 from neurochat.app.problems import Problem, guarded, sentence
+from neurochat.app.share import SharedView, parse_shared, share_json, share_query
 from neurochat.errors import NeuroChatError
 from neurochat.language import localization_instruction
 
@@ -130,10 +131,72 @@ class SessionHandlers(PanelHandlers):
         }
 
     @guarded("loading the first trial")
-    def start(self, session: Session) -> dict:
-        """The page's first trial (also used when a tab reloads)."""
-        trial = self.explorer.select(self.default_subject, self.default_trial)
-        return self._fresh(session or Session(), trial, self.default_subject, self.default_trial)
+    def start(self, session: Session, beta=None, seed=None, threshold=None, request: gr.Request | None = None,
+              progress=gr.Progress()) -> dict:  # fmt: skip
+        """The page's first trial (also used when a tab reloads), or the view its link names (`share.py`).
+
+        A link is opened whole or not at all: a bad value is refused with a sentence and the first trial
+        opens, so the page is always usable."""
+        session = session or Session()
+        params = dict(request.query_params) if request is not None else {}
+        try:
+            return self._open_view(session, parse_shared(params, self.explorer.subjects), beta, seed, threshold,
+                                   progress)  # fmt: skip
+        except (Problem, NeuroChatError) as error:
+            trial = self.explorer.select(self.default_subject, self.default_trial)
+            out = self._fresh(session, trial, self.default_subject, self.default_trial)
+            reason = sentence(str(error))
+            reason += "" if reason.endswith((".", "?", "!")) else "."
+            refusal = Problem(f"{reason} The first trial is shown instead.")
+            return {**out, **self._problem(refusal, "opening the link", ())}
+
+    @guarded("opening the shared view")
+    def open_shared(self, text, session: Session, beta=None, seed=None, threshold=None, progress=gr.Progress()):
+        """A link or JSON pasted into the share panel: the view it names, or a refusal that changes nothing."""
+        if not str(text or "").strip():
+            raise Problem("Paste a link of this page, or its JSON, into the share panel and press Enter.")
+        view = parse_shared(text, self.explorer.subjects)
+        return self._open_view(session or Session(), view, beta, seed, threshold, progress)
+
+    def _open_view(self, session: Session, view: SharedView, beta, seed, threshold, progress=None) -> dict:
+        """Open a shared view as a person would: pick the trial, set β and seed, locate each removed concept
+        (its chip appears) and untick them. Everything is checked before anything changes."""
+        c = self.c
+        subject = view.subject or self.default_subject
+        nsd_id = view.trial if view.trial is not None else self.explorer.first_impression(subject)
+        try:
+            trial = self.explorer.select(subject, nsd_id, view.protocol or "averaged")
+        except NeuroChatError as error:
+            raise Problem(f"The link's trial cannot be opened: {error}. Pick one of {subject}'s trials from the "
+                          "list, or ask for a new link.") from None  # fmt: skip
+        removed = []
+        for name in view.remove:
+            try:
+                removed.append(self.explorer.localizer.check_concept(name))
+            except NeuroChatError as error:
+                raise Problem(f"The link removes '{name}': {error}") from None
+        out = self._fresh(session, trial, subject, nsd_id)
+        out[c.trial] = gr.update(choices=self._trial_choices(subject), value=nsd_id)
+        out[c.protocol] = trial.protocol
+        out[c.beta] = gr.update() if view.beta is None else view.beta  # what the link leaves out stays as it is
+        out[c.seed] = gr.update() if view.seed is None else view.seed
+        beta = view.beta if view.beta is not None else beta
+        seed = view.seed if view.seed is not None else seed
+        if removed:
+            for name in removed:
+                out.update(self._locate(session, name, threshold))
+            out.update(self._ablate(session, removed, beta, seed, progress))
+        if view != SharedView():
+            out[c.status] = f"Now exploring {trial.label()}, as the link shared it."
+        return out
+
+    def share_links(self, session: Session, beta, seed, page_address: str | None) -> tuple[str, str]:
+        """The link and the JSON that reopen this tab's view. The page's own address comes from the browser
+        (the server may sit behind a proxy); without it the link is its query string alone."""
+        try:
+            return (page_address or "") + share_query(session, beta, seed), share_json(session, beta, seed)
+        except Problem as why:
+            return f"({why})", ""
 
     @guarded("changing the subject")
     def pick_subject(self, subject: str, protocol: str, session: Session) -> dict:

@@ -40,7 +40,13 @@ its {steps} denoising steps, and the line under the pictures says which β is sh
 of "…"* shows where the subject's brain codes the concept (the subject's map, the same for every trial)
 and adds a chip under *Concepts*: untick a chip to zero that concept's voxels and see the ablated
 reconstruction. *Upload* reads your own beta map (NIfTI); pick the volume of a 4D file with *volume*.
-Scripts can drive the same actions through `gradio_client` (see the README)."""
+Scripts can drive the same actions through `gradio_client` (see the README). *Share* gives a link (or JSON)
+that reopens this view."""
+
+SHARE_HELP = """**Share this view.** The link reopens this subject, trial, protocol, β, seed and the removed
+concepts (not the chat). Paste a link or its JSON into either box and press Enter to open that view."""
+# The browser knows the page's public address (the server may sit behind a proxy): it is handed to the link.
+PAGE_ADDRESS_JS = "(state, beta, seed, address) => [state, beta, seed, location.origin + location.pathname]"
 
 
 class ExplorerUI(SessionHandlers):
@@ -65,10 +71,20 @@ class ExplorerUI(SessionHandlers):
                             f"{explorer.reconstructor.device}</small>", elem_id="nc-title")  # fmt: skip
                 # the status takes the room the title leaves (style.css): a long sentence wraps, never covers the title
                 c.status = gr.Markdown("", label="status", elem_id="nc-status")
+                c.share = gr.Button("↗ share", size="sm", variant="secondary", scale=0, min_width=70)
                 c.help = gr.Button("? help", size="sm", variant="secondary", scale=0, min_width=60)
             with gr.Column(visible=False, elem_id="nc-help") as c.help_panel:  # floats over the page (style.css)
                 gr.Markdown(HELP.format(steps=DEFAULT_STEPS))
                 c.help_close = gr.Button("close", size="sm", scale=0, min_width=60)
+            with gr.Column(visible=False, elem_id="nc-share") as c.share_panel:  # floats too
+                gr.Markdown(SHARE_HELP)
+                # kept up to date after every change of view (`_wire`); a pasted link or JSON opens its view
+                c.share_link = gr.Textbox(label="link to this view", max_lines=3, buttons=["copy"],
+                                          elem_id="nc-share-link")  # fmt: skip
+                c.share_json = gr.Textbox(label="the same as JSON", max_lines=3, buttons=["copy"],
+                                          elem_id="nc-share-json")  # fmt: skip
+                c.page_address = gr.Textbox(visible=False)  # filled by the browser (PAGE_ADDRESS_JS)
+                c.share_close = gr.Button("close", size="sm", scale=0, min_width=60)
             with gr.Row(equal_height=False):
                 # -- left: what is being looked at ------------------------------------------------------
                 with gr.Column(scale=2, min_width=200, elem_classes="nc-compact"):
@@ -189,22 +205,34 @@ class ExplorerUI(SessionHandlers):
         brain_out = [c.status, c.state, c.brain_title, c.brain3d, c.glass, c.concepts]
         act_out = list(dict.fromkeys(render_out + brain_out))
         files_out = [c.status, c.state, c.dl_native, c.dl_mni]
+        view_out = list(dict.fromkeys(trial_out + [c.protocol, c.beta, c.seed] + render_out + brain_out))
+        view_in = [c.state, c.beta, c.seed, c.threshold]
 
-        # -- the page itself ---------------------------------------------------------------------------
-        blocks.load(self.start, [c.state], trial_out, **on_device, **private)
+        # -- the page itself: the first trial, or the view its link names (share.py); a link or JSON pasted
+        # into the share panel opens its view too
+        opened = [blocks.load(self.start, view_in, view_out, **on_device, **private)]
+        opened += [paste.submit(self.open_shared, [paste, *view_in], view_out, **on_device, **private)
+                   for paste in (c.share_link, c.share_json)]  # fmt: skip
+        for open_view in opened:  # a view with removed concepts shows a map: its files too
+            open_view.then(self.heatmap_files, [c.state], files_out, show_progress="hidden", **on_device, **private)
+        view_changes = list(opened)  # the events after which the share panel's link is written again (wired below)
         c.help.click(lambda: gr.update(visible=True), None, c.help_panel, queue=False, **private)
         c.help_close.click(lambda: gr.update(visible=False), None, c.help_panel, queue=False, **private)
+        c.share.click(lambda: gr.update(visible=True), None, c.share_panel, queue=False, **private)
+        c.share_close.click(lambda: gr.update(visible=False), None, c.share_panel, queue=False, **private)
 
         # -- what to look at ---------------------------------------------------------------------------
         pick = [c.subject, c.trial, c.protocol, c.state]
-        c.subject.input(self.pick_subject, [c.subject, c.protocol, c.state], trial_out, **on_device, **private)
-        c.trial.input(self.pick_trial, pick, trial_out, api_name="select_trial", **on_device)
-        c.protocol.input(self.pick_trial, pick, trial_out, **on_device, **private)
-        c.random.click(self.random_trial, [c.subject, c.protocol, c.state], trial_out, api_name="random_trial",
-                       **on_device)  # fmt: skip
-        c.upload.upload(self.upload, [c.upload, c.volume, c.state], trial_out, api_name="upload", **on_device)
-        gr.on([c.volume.submit, c.volume.blur], self.pick_volume, [c.volume, c.state], trial_out,
-              trigger_mode="always_last", **on_device, **private)  # fmt: skip
+        view_changes += [
+            c.subject.input(self.pick_subject, [c.subject, c.protocol, c.state], trial_out, **on_device, **private),
+            c.trial.input(self.pick_trial, pick, trial_out, api_name="select_trial", **on_device),
+            c.protocol.input(self.pick_trial, pick, trial_out, **on_device, **private),
+            c.random.click(self.random_trial, [c.subject, c.protocol, c.state], trial_out, api_name="random_trial",
+                           **on_device),
+            c.upload.upload(self.upload, [c.upload, c.volume, c.state], trial_out, api_name="upload", **on_device),
+            gr.on([c.volume.submit, c.volume.blur], self.pick_volume, [c.volume, c.state], trial_out,
+                  trigger_mode="always_last", **on_device, **private),
+        ]  # fmt: skip
 
         # -- the chat: show the message at once, stream the answer, then run what it asked for. Accepting
         # is queued (toasts need the queue) but not on the device, so it never waits for a model.
@@ -212,7 +240,7 @@ class ExplorerUI(SessionHandlers):
                 (c.send.click, self.accept, [c.message, c.state]),
                 (c.ex_locate.click, self.accept_locate, [c.state])]  # fmt: skip
         asks += [(button.click, functools.partial(self.accept, text), [c.state]) for text, button in c.examples.items()]
-        map_changes = []  # the events after which the slice viewer redraws (wired below)
+        map_changes = list(opened)  # the events after which the slice viewer redraws (wired below)
         for trigger, accept, inputs in asks:
             map_changes.append(
                 trigger(accept, inputs, chat_out, show_progress="hidden", concurrency_limit=None, **private)
@@ -228,12 +256,14 @@ class ExplorerUI(SessionHandlers):
         # -- the reconstruction: the latest β or seed always wins (a change while one renders runs next,
         # the ones in between are dropped); arrow keys fire `input`, the mouse and the number box `release`
         render = {"show_progress_on": [c.final, c.ablated], "trigger_mode": "always_last", **on_device}
-        gr.on([c.beta.input, c.beta.release], self.rerender, [c.beta, c.seed, c.state], render_out,
-              api_name="reconstruct", **render)  # fmt: skip
-        gr.on([c.seed.submit, c.seed.blur], self.rerender, [c.beta, c.seed, c.state], render_out, **render, **private)
-        map_changes.append(c.concepts.input(self.toggle, [c.concepts, c.beta, c.seed, c.state], render_out, **render,
-                                            **private))  # fmt: skip
-        map_changes.append(c.reset.click(self.restore, [c.beta, c.seed, c.state], render_out, **render, **private))
+        view_changes.append(gr.on([c.beta.input, c.beta.release], self.rerender, [c.beta, c.seed, c.state], render_out,
+                                  api_name="reconstruct", **render))  # fmt: skip
+        view_changes.append(gr.on([c.seed.submit, c.seed.blur], self.rerender, [c.beta, c.seed, c.state], render_out,
+                                  **render, **private))  # fmt: skip
+        toggled = c.concepts.input(self.toggle, [c.concepts, c.beta, c.seed, c.state], render_out, **render, **private)
+        restored = c.reset.click(self.restore, [c.beta, c.seed, c.state], render_out, **render, **private)
+        map_changes += [toggled, restored]
+        view_changes += [toggled, restored]
         gr.on([], self.ablate, [c.remove_box, c.beta, c.seed, c.state], render_out, api_name="ablate", **on_device)
 
         # -- the brain -----------------------------------------------------------------------------------
@@ -261,6 +291,12 @@ class ExplorerUI(SessionHandlers):
         c.slices.select(viewer.click, slice_in, slice_out, show_progress="hidden", **private)
         c.peaks.select(viewer.pick_peak, slice_in, slice_out, show_progress="hidden", **private)
         c.goto_box.submit(viewer.goto, [*slice_in, c.goto_box], slice_out, show_progress="hidden", **private)
+
+        # -- the share panel's link and JSON, written again after every change of view (cheap: no queue)
+        for change_of_view in view_changes:
+            change_of_view.then(self.share_links, [c.state, c.beta, c.seed, c.page_address],
+                                [c.share_link, c.share_json], js=PAGE_ADDRESS_JS, queue=False, show_progress="hidden",
+                                **private)  # fmt: skip
 
     @cached_property
     def viewer(self) -> ViewerHandlers:
