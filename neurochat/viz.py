@@ -201,14 +201,17 @@ def save_heatmap(heatmap: Heatmap, folder: str | Path) -> tuple[Path, Path | Non
     """The heatmap as NIfTI: native space always, MNI152 2 mm when the subject's transform is known."""
     import nibabel as nib
 
+    def save(image, path: Path) -> Path:
+        staging = path.with_name(f".staging-{path.name}")  # same extension: nibabel picks the format from it
+        nib.save(image, staging)
+        os.replace(staging, path)  # a reader (the web app copying it) never sees a half-written file
+        return path
+
     stem = f"heatmap_{safe_name(heatmap.concept)}_{safe_name(heatmap.subject)}"
-    native = Path(folder) / f"{stem}_native.nii.gz"
-    nib.save(heatmap.to_nifti(), native)
+    native = save(heatmap.to_nifti(), Path(folder) / f"{stem}_native.nii.gz")
     if heatmap.to_mni is None:
         return native, None
-    mni = Path(folder) / f"{stem}_MNI152.nii.gz"
-    nib.save(heatmap.to_mni_nifti(), mni)
-    return native, mni
+    return native, save(heatmap.to_mni_nifti(), Path(folder) / f"{stem}_MNI152.nii.gz")
 
 
 def save_json(payload, folder: str | Path, name: str) -> Path:

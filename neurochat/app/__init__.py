@@ -3,7 +3,10 @@
     ui.py        the page: layout, the example instructions, and which event runs which handler
     session.py   one browser tab's `Session` and the handlers that read and change it (a trial, the chat)
     panels.py    the handlers that draw: reconstruction and ablation, the brain view, the downloads
+    share.py     a view as a link or one line of JSON, and back (subject, trial, β, seed, removed concepts)
     figures.py   the explorer's results as pictures and files for the page (figures are `neurochat.viz`'s)
+    picture.py   `Picture`: the page's pictures handed to Gradio as files written once
+    viewer.py    the slice viewer's drawing and handlers (`slices.py` its geometry, `regions.py` its anatomy)
     startup.py   loading the models, warming the first trial, serving the page (or a page that says why not)
     style.css    the compact layout (a projector's 1280x720 without scrolling)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import gradio as gr
 
 from neurochat import viz
+from neurochat.app.picture import Picture
 from neurochat.app.problems import sentence
 from neurochat.app.session import DEFAULT_SEED, Session, SessionHandlers
 from neurochat.app.viewer import CONVENTIONS, PEAK_HEADERS, ViewerHandlers
@@ -97,7 +98,7 @@ class ExplorerUI(SessionHandlers):
                     c.protocol = gr.Radio(PROTOCOL_CHOICES, value="averaged", show_label=False)
                     c.random = gr.Button("🎲 random trial", size="sm")
                     # The picture is shown for reference only: the models read the recording, never the picture.
-                    c.stimulus = gr.Image(label="Seen (reference only)", height=210, interactive=False,
+                    c.stimulus = Picture(label="Seen (reference only)", height=210, interactive=False,
                                           buttons=["fullscreen"], elem_classes="nc-picture")  # fmt: skip
                     c.caption = gr.Markdown("", label="caption", elem_classes="nc-small")
                     with gr.Row(elem_classes=["nc-compact", "nc-upload-row"], equal_height=True):
@@ -126,9 +127,9 @@ class ExplorerUI(SessionHandlers):
                     with gr.Row(elem_classes="nc-compact"):
                         picture = {"height": 156, "interactive": False, "buttons": ["download"],
                                    "elem_classes": "nc-picture"}  # fmt: skip
-                        c.prior = gr.Image(label="VAE prior (ẑ_v)", elem_id="nc-prior", **picture)
-                        c.final = gr.Image(label="Reconstruction", elem_id="nc-final", **picture)
-                        c.ablated = gr.Image(label="Ablated", elem_id="nc-ablated", **picture)
+                        c.prior = Picture(label="VAE prior (ẑ_v)", elem_id="nc-prior", **picture)
+                        c.final = Picture(label="Reconstruction", elem_id="nc-final", **picture)
+                        c.ablated = Picture(label="Ablated", elem_id="nc-ablated", **picture)
                     # under the pictures: the β they were drawn with, and what the ablated one was drawn from
                     c.shown_beta = gr.Markdown("", label="shown β", elem_id="nc-shown-beta", elem_classes="nc-small")
                     c.ablation_info = gr.Markdown("", label="ablation", elem_id="nc-ablation", elem_classes="nc-small")
@@ -163,13 +164,13 @@ class ExplorerUI(SessionHandlers):
                                 with gr.Tab("3D brain") as c.tab_3d:
                                     c.brain3d = gr.Plot(label="3D brain", show_label=False, elem_id="nc-brain3d")
                                 with gr.Tab("glass brain") as c.tab_glass:
-                                    c.glass = gr.Image(label="glass brain", show_label=False, interactive=False, height=260,
+                                    c.glass = Picture(label="glass brain", show_label=False, interactive=False, height=260,
                                                        buttons=["download"], elem_classes="nc-picture",
                                                        elem_id="nc-glass")  # fmt: skip
                                 with gr.Tab("slices") as c.tab_slices:
                                     # orthogonal slices as neuroscientists read them; a click reads out the MNI
                                     # coordinate and the value under it (neurochat/app/viewer.py)
-                                    c.slices = gr.Image(label="slices", show_label=False, interactive=False, height=200,
+                                    c.slices = Picture(label="slices", show_label=False, interactive=False, height=200,
                                                         buttons=["download"], elem_id="nc-slices")  # fmt: skip
                                     c.readout = gr.Markdown("Locate a concept, then click the slices.",
                                                             elem_classes="nc-small", elem_id="nc-readout")  # fmt: skip
