@@ -22,6 +22,7 @@ BENCHMARKS = {
     "recon": "neurochat.bench.recon",
     "localize": "neurochat.bench.localize",
     "app": "neurochat.bench.app",
+    "soak": "neurochat.bench.soak",
     "training": "neurochat.bench.training",
     "precision": "neurochat.bench.precision",
     "memory": "neurochat.bench.memory",
