@@ -23,11 +23,9 @@ from pathlib import Path
 
 import pytest
 
+from neurochat.bench.browser import CHROMIUM, CHROMIUM_ARGS, VIEWPORT, browser_timings, wait_for_new_image
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]  # fmt: skip
-VIEWPORT = {"width": 1280, "height": 720}
 DEMO = os.environ.get("NEUROCHAT_BROWSER_DEMO") == "1"
 START_TIMEOUT_S = 900 if DEMO else 180  # the demo generates its SimNSD data on a fresh clone (about a minute)
 STEP_TIMEOUT_MS = (180 if DEMO else 60) * 1000
@@ -115,15 +113,6 @@ def _src(page, selector: str) -> str | None:
     return image.first.get_attribute("src") if image.count() else None
 
 
-def _wait_for_new_image(page, selector: str, old: str | None) -> str:
-    page.wait_for_function(
-        "([sel, old]) => { const img = document.querySelector(sel + ' img');"
-        " return img && img.complete && img.naturalWidth > 0 && img.getAttribute('src') !== old; }",
-        arg=[selector, old],
-    )
-    return _src(page, selector)
-
-
 def _watch_stream(answer, quiet_s: float = 1.5) -> list[int]:
     """The answer's lengths as it streams in, until it has not changed for `quiet_s` seconds."""
     lengths, changed = [], time.monotonic()
@@ -170,7 +159,7 @@ def test_explore_a_trial_in_the_browser(server, browser, shots):
     # 3. A reconstruction with the LLM's prompt
     assert _src(page, "#nc-final") is None
     page.get_by_role("button", name="Reconstruct", exact=True).click()
-    first = _wait_for_new_image(page, "#nc-final", None)
+    first = wait_for_new_image(page, "#nc-final", None)
     page.get_by_text("prompt:").wait_for()
     _snap(page, shots, "04-reconstruction")
 
@@ -179,7 +168,7 @@ def test_explore_a_trial_in_the_browser(server, browser, shots):
     beta = page.locator("#nc-beta input[type=number]")
     beta.fill("0.5")
     beta.press("Tab")
-    second = _wait_for_new_image(page, "#nc-final", first)
+    second = wait_for_new_image(page, "#nc-final", first)
     assert second != first and _src(page, "#nc-prior") == prior
     page.locator("#nc-shown-beta").get_by_text("β = 0.50").wait_for()
     _snap(page, shots, "05-beta")
@@ -200,7 +189,7 @@ def test_explore_a_trial_in_the_browser(server, browser, shots):
     # 6. Untick the concept: the ablated reconstruction appears beside the original
     assert _src(page, "#nc-ablated") is None
     chip.click()
-    _wait_for_new_image(page, "#nc-ablated", None)
+    wait_for_new_image(page, "#nc-ablated", None)
     page.locator("#nc-ablated").get_by_text(f"without {concept}").wait_for()
     assert not chip.locator("input").is_checked()
     ablation = page.locator("#nc-ablation")  # what the ablated picture was drawn from, under it
@@ -210,17 +199,17 @@ def test_explore_a_trial_in_the_browser(server, browser, shots):
 
     # 7. The static glass brain, and nothing on the page reports an error
     page.get_by_role("tab", name="glass brain").click()
-    _wait_for_new_image(page, "#nc-glass", None)
+    wait_for_new_image(page, "#nc-glass", None)
     _snap(page, shots, "08-glass-brain")
     assert page.get_by_text("Error", exact=True).count() == 0
 
     # 8. The slices: a click on the picture reads out the coordinate and the value under the crosshair
     page.get_by_role("tab", name="slices").click()
-    slices = _wait_for_new_image(page, "#nc-slices", None)
+    slices = wait_for_new_image(page, "#nc-slices", None)
     picture = page.locator("#nc-slices img").first
     box = picture.bounding_box()
     picture.click(position={"x": box["width"] * 0.17, "y": box["height"] * 0.45})  # inside the sagittal panel
-    _wait_for_new_image(page, "#nc-slices", slices)
+    wait_for_new_image(page, "#nc-slices", slices)
     readout = page.locator("#nc-readout")
     readout.get_by_text("mm").wait_for()
     assert "MNI (" in readout.inner_text() and "voxel (" in readout.inner_text()
@@ -263,7 +252,7 @@ def _assert_status_clear_of_title(page) -> None:
 def _reconstruct(page) -> str:
     page.get_by_role("button", name="Reconstruct", exact=True).click()
     page.locator("#nc-shown-beta").get_by_text("β = 0.95").wait_for()  # the default β's 19 of 20 steps
-    return _wait_for_new_image(page, "#nc-final", None)
+    return wait_for_new_image(page, "#nc-final", None)
 
 
 def test_the_latest_beta_wins_and_is_shown(server, browser, shots):
@@ -275,7 +264,7 @@ def test_the_latest_beta_wins_and_is_shown(server, browser, shots):
     beta.fill("0.7")
     beta.press("Tab")  # ... and the second, made while it runs, must be the one shown in the end
     page.locator("#nc-shown-beta").get_by_text("β = 0.70").wait_for()
-    last = _wait_for_new_image(page, "#nc-final", first)
+    last = wait_for_new_image(page, "#nc-final", first)
     time.sleep(2)  # nothing older may arrive after it
     assert "β = 0.70" in page.locator("#nc-shown-beta").inner_text() and _src(page, "#nc-final") == last
     slider = page.locator("#nc-beta input[type=range]")
@@ -283,7 +272,7 @@ def test_the_latest_beta_wins_and_is_shown(server, browser, shots):
     slider.focus()
     slider.press("ArrowLeft")  # the keyboard re-renders too
     page.locator("#nc-shown-beta").get_by_text("β = 0.65").wait_for()
-    assert _wait_for_new_image(page, "#nc-final", last) != last
+    assert wait_for_new_image(page, "#nc-final", last) != last
     _snap(page, shots, "10-latest-beta")
     page.close()
 
@@ -345,7 +334,7 @@ def test_a_shared_link_reopens_the_view_and_a_bad_one_is_refused(server, browser
     shared.get_by_text(f"Now exploring subj01, image {image_id} ").wait_for()
     assert shared.locator("#nc-trial input").input_value().endswith(f"image {image_id}")
     assert shared.locator("#nc-beta input[type=number]").input_value() == "0.5"
-    _wait_for_new_image(shared, "#nc-ablated", None)
+    wait_for_new_image(shared, "#nc-ablated", None)
     shared.locator("#nc-ablated").get_by_text("without dog").wait_for()
     assert not shared.locator("#nc-concepts label", has_text="dog").first.locator("input").is_checked()
     _snap(shared, shots, "16-shared")
@@ -400,3 +389,10 @@ def test_uploads_an_empty_volume_is_refused_and_a_4d_file_gets_a_volume_picker(s
     page.get_by_text("run.nii.gz[2]").first.wait_for()
     _snap(page, shots, "14-4d-upload")
     page.close()
+
+
+def test_the_app_benchmark_times_a_beta_change_and_an_ablation_in_the_browser(server, browser):
+    """`python -m neurochat.bench app --browser` drives the page this way (its numbers are printed, not asserted)."""
+    seconds = browser_timings(server, betas=[0.6, 0.85], concepts=["dog", "cat"], browser=browser)
+    assert len(seconds["beta_s"]) == 2 and len(seconds["ablate_s"]) == 2
+    assert all(0 < s < STEP_TIMEOUT_MS / 1000 for s in seconds["beta_s"] + seconds["ablate_s"])

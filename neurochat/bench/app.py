@@ -1,6 +1,6 @@
 """App responsiveness: cold start, β re-render, localize, ablate and first chat token, through the explorer.
 
-    python -m neurochat.bench app [--weights DIR] [--nsd-root DIR] [--runs 5] [--json PATH]
+    python -m neurochat.bench app [--weights DIR] [--nsd-root DIR] [--runs 5] [--browser] [--json PATH]
 
 What a person waits for in the browser, measured on the explorer the app talks to (no browser):
   cold_start_s   a fresh Python process: import, `Explorer.load` and the first `select` (the data is
@@ -18,6 +18,10 @@ What a person waits for in the browser, measured on the explorer the app talks t
                  prompt again, reconstruct), each run a different concept
   first_token_s  from `chat` to the first streamed piece of a brief description
   peak_rss_mb    this process's peak resident memory after all of the above
+With --browser, the same app is started (`python app.py`) and driven in headless Chromium
+(`neurochat/bench/browser.py`), from the change made in the page to the new picture shown:
+  browser_beta_s    a β typed into the slider's box (what a drag's end sends), a β not rendered before
+  browser_ablate_s  a located concept's chip unticked: the ablated picture shown
 The median (p50) of `--runs` runs is reported, after one untimed warm-up of each step. Targets for
 the demo preset on 2 CPU cores are printed beside the numbers.
 """
@@ -40,7 +44,7 @@ from neurochat.cli import add_dataset_options, write_json
 # What a person should wait at most, demo preset on 2 CPU cores. fit_s has none: a once-per-subject-and-machine
 # wait where the bundle ships no statistics, reported.
 TARGETS = {"cold_start_s": 20.0, "beta_s": 1.5, "first_localize_s": 5.0, "localize_s": 1.0, "ablate_s": 2.0,
-           "first_token_s": 0.5, "peak_rss_mb": 3000.0}  # fmt: skip
+           "first_token_s": 0.5, "peak_rss_mb": 3000.0, "browser_beta_s": 1.5, "browser_ablate_s": 2.0}  # fmt: skip
 BRIEF = "Describe the image concisely."  # Table 3's first instruction
 
 _COLD_START = """
@@ -62,6 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cold-runs", type=int, default=1,
                         help="fresh processes timed for the cold start (default: 1)")
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
+    parser.add_argument("--browser", action="store_true",
+                        help="also time a β change and an ablation in headless Chromium on the running app "
+                             "(needs playwright and /usr/bin/chromium)")  # fmt: skip
     parser.add_argument("--json", metavar="PATH", help="also write the numbers to this JSON file")
 
 
@@ -84,6 +91,11 @@ def run(args: argparse.Namespace) -> int:
         nsd_root = ensure_simnsd("demo")
     else:
         raise ConfigError("the paper preset needs --nsd-root DIR")
+
+    if args.browser:
+        from neurochat.bench.browser import check_browser
+
+        check_browser()  # before minutes of timings, not after
 
     # 2. Cold start: a fresh process imports, loads every model and opens the first trial
     cold = [_cold_start(args, nsd_root) for _ in range(args.cold_runs)]
@@ -112,10 +124,11 @@ def run(args: argparse.Namespace) -> int:
     ablate_s = _p50([_timed(explorer.ablate, state, [concept]) for concept in concepts[: args.runs + 1]][1:])
     first_token_s = _p50([_first_token(explorer, state) for _ in range(args.runs + 1)][1:])
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    in_browser = _in_browser(args, nsd_root, concepts[: args.runs + 1]) if args.browser else {}
 
     numbers = {"cold_start_s": _p50(cold), "beta_s": beta_s, "first_localize_s": first_localize_s,
                "fit_s": fit_s, "localize_s": localize_s, "ablate_s": ablate_s,
-               "first_token_s": first_token_s, "peak_rss_mb": peak_rss_mb}  # fmt: skip
+               "first_token_s": first_token_s, "peak_rss_mb": peak_rss_mb, **in_browser}  # fmt: skip
     device = explorer.reconstructor.device
     print(f"preset {args.preset} on {device}, torch threads {torch.get_num_threads()}, {args.runs} runs "
           f"(p50), trial {state.label()}")  # fmt: skip
@@ -147,6 +160,23 @@ def _cold_start(args: argparse.Namespace, nsd_root: Path) -> float:
     if done.returncode != 0:
         raise ConfigError(f"the cold-start process failed: {done.stderr.strip().splitlines()[-1:]}")
     return float(json.loads(done.stdout.strip().splitlines()[-1])["seconds"])
+
+
+def _in_browser(args: argparse.Namespace, nsd_root: Path, concepts: list[str]) -> dict[str, float]:
+    """β changes and ablations timed in headless Chromium on the app started as a subprocess
+    (medians after one untimed warm-up of each)."""
+    from neurochat.bench.browser import browser_timings
+    from neurochat.bench.server import AppServer
+
+    betas = [round(0.55 + 0.05 * i, 2) for i in range(args.runs + 1)]  # whole steps of 1/20, none rendered before
+    with tempfile.TemporaryDirectory(prefix="neurochat-bench-app-") as scratch:
+        server = AppServer.start(argparse.Namespace(preset=args.preset, weights=args.weights, nsd_root=nsd_root),
+                                 Path(scratch), name="app --browser")  # fmt: skip
+        try:
+            seconds = browser_timings(server.url, betas, concepts)
+        finally:
+            server.stop()
+    return {"browser_beta_s": _p50(seconds["beta_s"][1:]), "browser_ablate_s": _p50(seconds["ablate_s"][1:])}
 
 
 def _concepts(explorer, state, count: int) -> list[str]:

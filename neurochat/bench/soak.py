@@ -26,15 +26,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
+from neurochat.bench.server import AppServer
 from neurochat.cli import add_dataset_options, write_json
 
 # Targets for the demo preset with 8 users on 2 CPU cores. A β change is /reconstruct.
@@ -43,7 +40,6 @@ UPLOAD_EVERY = 5  # loops per user between uploads: a person brings their own vo
 CLEAR_EVERY = 3  # loops per user between "new conversation" clicks
 BETA_CHANGES = 3  # /reconstruct calls per loop: a person moves the slider a few times per trial
 KEEP_ERRORS = 5  # error texts kept in the JSON, enough to diagnose without flooding it
-START_TIMEOUT_S = 900  # the demo generates its SimNSD data on a fresh clone (about a minute) before serving
 SAMPLE_S = 15.0  # how often the server's RSS is read during the soak
 ERROR_PAUSE_S = 0.5  # after a failed request: a dead server must not turn the loop into a busy spin
 ENDPOINTS = ("select_trial", "random_trial", "upload", "chat", "clear_chat", "reconstruct", "localize", "ablate")
@@ -79,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="neurochat-soak-") as scratch:
         scratch = Path(scratch)
         volume = _write_trial_volume(nsd_root, scratch / "trial.nii.gz")
-        server = None if args.url else _Server.start(args, scratch / "server")
+        server = None if args.url else AppServer.start(args, scratch / "server", name="soak")
         try:
             url = args.url or server.url
             pid = args.pid if args.url else server.process.pid
@@ -320,68 +316,6 @@ def _sample(pid: int | None, stop: threading.Event, samples: list, server, start
         samples.append((time.monotonic() - started, _rss_mb(pid)))
         if server is not None and server.process.poll() is not None:
             stop.set()  # every further request would fail: the errors so far say enough
-
-
-class _Server:
-    """`python app.py` on a free port, with its temp files (Gradio's cache, downloads) in a folder of its own."""
-
-    def __init__(self, process: subprocess.Popen, url: str, folder: Path):
-        self.process, self.url, self.folder = process, url, folder
-
-    @classmethod
-    def start(cls, args, folder: Path) -> "_Server":
-        from neurochat.errors import ConfigError
-        from neurochat.paths import REPO_ROOT
-
-        tmp = folder / "tmp"
-        tmp.mkdir(parents=True)
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        command = [sys.executable, "app.py", "--port", str(port), "--device", "cpu", "--preset", args.preset]
-        for option, value in (("--weights", args.weights), ("--nsd-root", args.nsd_root)):
-            if value:
-                command += [option, str(value)]
-        env = dict(os.environ, TMPDIR=str(tmp), GRADIO_TEMP_DIR=str(tmp / "gradio"), GRADIO_ANALYTICS_ENABLED="False",
-                   HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1")  # fmt: skip
-        log_path = folder / "app.log"
-        with open(log_path, "w") as log:
-            process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        server = cls(process, f"http://127.0.0.1:{port}/", tmp)
-        print(f"soak: started `{' '.join(command[1:])}` (pid {process.pid}), waiting for {server.url}", flush=True)
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            if process.poll() is not None:
-                raise ConfigError(f"the app exited with code {process.returncode} before serving; its log ends:\n"
-                                  f"{log_path.read_text()[-2000:]}")  # fmt: skip
-            try:
-                urllib.request.urlopen(server.url, timeout=2)
-                return server
-            except OSError:
-                if time.monotonic() > deadline:
-                    server.stop()
-                    raise ConfigError(f"the app did not serve {server.url} within {START_TIMEOUT_S} s; its log ends:\n"
-                                      f"{log_path.read_text()[-2000:]}")  # fmt: skip
-                time.sleep(0.5)
-
-    def disk(self) -> tuple[float, int, dict[str, float]]:
-        """(MB, file count) of the server's temp folder, and MB per folder in it: `gradio` (Gradio's cache of
-        uploads and outputs) and `neurochat` (the app's downloads, `viz.download_dir`, named neurochat-<random>)."""
-        files = [path for path in self.folder.rglob("*") if path.is_file()]
-        folders: dict[str, float] = {}
-        for path in files:
-            name = path.relative_to(self.folder).parts[0].split("-")[0]
-            folders[name] = folders.get(name, 0.0) + path.stat().st_size / 2**20
-        total = round(sum(path.stat().st_size for path in files) / 2**20, 1)
-        return total, len(files), {name: round(mb, 1) for name, mb in sorted(folders.items())}
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
 
 
 def _write_trial_volume(nsd_root: Path, path: Path) -> Path:
