@@ -10,16 +10,17 @@
     explorer.first_impression("subj01")                    # a shared picture of two objects, to start with
     explorer.note_concepts(state, "a cat on a sofa")       # concepts named in a conversation join state.concepts
 
-A `TrialState` is small and copyable (a Gradio session keeps one per browser tab); the heavy
-things — models, each trial's extractor features, heatmaps, reconstructions — live in the
-explorer and are cached per trial, so moving β re-runs only the diffusion and toggling a concept
-re-uses its heatmap.
+A `TrialState` (neurochat/trial.py) is small and copyable (a Gradio session keeps one per browser
+tab); the heavy things — models, each trial's extractor features, heatmaps, reconstructions — live
+in the explorer and are cached (a subject's encoding map once per subject, the rest per trial), so
+moving β re-runs only the diffusion and toggling a concept re-uses its heatmap. The caches are
+bounded (`LRUCache`), the uploaded volumes too (`UPLOADS_KEPT`): a server runs for days.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -29,12 +30,7 @@ import torch
 from neurochat.ablate import DEFAULT_FRACTION, Ablation, ablate
 from neurochat.encoding import dataset_references
 from neurochat.errors import ConfigError, DataError
-from neurochat.language import (
-    RECONSTRUCTION_INSTRUCTION,
-    localization_instruction,
-    parse_localization_answer,
-    parse_localization_request,
-)
+from neurochat.language import RECONSTRUCTION_INSTRUCTION, localization_instruction, parse_localization_request
 from neurochat.language.questions import unknown_concept, unknown_concept_answer
 from neurochat.localize import ConceptLocalizer, Heatmap
 from neurochat.lru import LRUCache
@@ -44,11 +40,12 @@ from neurochat.nsd.dataset import NSDDataset
 from neurochat.paths import cache_dir
 from neurochat.presets import Preset, get_preset
 from neurochat.reconstruct import DEFAULT_BETA, DEFAULT_GUIDANCE, DEFAULT_STEPS, Reconstructor
+from neurochat.trial import PROTOCOLS, ChatTurn, Features, TrialChoice, TrialState
 from neurochat.vocabulary import SCENES, asserted_mentions
 
-PROTOCOLS = ("averaged", "single")
 MAX_MESSAGE_CHARS = 2000  # the most any message may hold (`Explorer.max_message_chars`: fewer for a short-context LLM)
 CHAT_ANSWER_TOKENS = 128  # the room a chat answer gets in the LLM's context
+UPLOADS_KEPT = 16  # uploaded volumes held at once: a server runs for days (an NSD volume is ~3 MB)
 _RECONSTRUCTION_WORDS = re.compile(
     r"\b(reconstruct\w*|stable diffusion|re-?create|redraw|draw (it|the|what)|generate (the|an?) (image|picture)|"
     r"show me (the|what)|what did (they|the (person|subject)) see)\b",
@@ -60,84 +57,6 @@ _LOCATE_WORDS = re.compile(r"\blocat|\blocali[sz]", re.IGNORECASE)  # "locate", 
 def is_reconstruction_request(text: str) -> bool:
     """Does the user ask for the picture itself (Table 5's instruction or a paraphrase)?"""
     return text.strip() == RECONSTRUCTION_INSTRUCTION or bool(_RECONSTRUCTION_WORDS.search(text))
-
-
-@dataclass
-class TrialState:
-    """What one person is looking at: a trial (or an upload), the conversation and the toggles."""
-
-    subject: str
-    nsd_id: int | None  # the picture shown (None for an uploaded volume)
-    protocol: str  # "averaged" over repetitions, "single" (first repetition) or "upload"
-    upload: str | None = None  # key of an uploaded volume
-    history: list[dict] = field(default_factory=list)  # messages as the LLM saw them
-    prompt: str | None = None  # the LLM's latest reconstruction prompt a_r
-    concepts: list[str] = field(default_factory=list)  # concepts named or localized so far
-    removed: list[str] = field(default_factory=list)  # concepts whose voxels are switched off
-
-    @property
-    def key(self) -> tuple:
-        return (self.subject, self.nsd_id, self.protocol, self.upload)
-
-    def label(self) -> str:
-        if self.upload:
-            return f"uploaded volume {self.upload}"
-        how = "average of its repetitions" if self.protocol == "averaged" else "first repetition only"
-        return f"{self.subject}, image {self.nsd_id} ({how})"
-
-
-@dataclass
-class Features:
-    """One recording and what the extractor reads from it (cached per trial)."""
-
-    volume: np.ndarray  # native (X, Y, Z) betas, percent signal change
-    mask: np.ndarray  # native bool: where concepts are searched (nsdgeneral, or the tokens' support)
-    affine: np.ndarray
-    to_mni: np.ndarray | None
-    clip: torch.Tensor  # (clip_dim,) ẑ_c
-    vae: torch.Tensor  # (C, h, w) ẑ_v
-    fmri_tokens: torch.Tensor  # (1 + N, D) the LLM's fMRI tokens (penultimate layer)
-
-
-@dataclass(frozen=True)
-class TrialChoice:
-    label: str
-    nsd_id: int
-    shared: bool
-
-
-class ChatTurn:
-    """A streamed answer; iterate for text pieces. After the stream: `text`, and `action`, which is
-    ("reconstruct", prompt) or ("localize", concept) when the LLM was asked for one, else None.
-    An answer the LLM did not write (`remember=False`) stays out of the history it reads."""
-
-    def __init__(self, stream, state: TrialState, sent: str, action: tuple | None, notes: list[str],
-                 remember: bool = True):  # fmt: skip
-        self._stream = stream
-        self._state = state
-        self._sent = sent
-        self.notes = notes
-        self.action = action
-        self.remember = remember
-        self.text = ""
-
-    def __iter__(self):
-        for piece in self._stream:
-            self.text += piece
-            yield piece
-        self._finish()
-
-    def _finish(self) -> None:
-        answer = self.text.strip()
-        if not self.remember:
-            return
-        self._state.history += [{"role": "user", "content": self._sent}, {"role": "assistant", "content": answer}]
-        if self.action and self.action[0] == "reconstruct":
-            self._state.prompt = answer or None
-            self.action = ("reconstruct", answer)
-        elif self.action and self.action[0] == "localize":
-            concept = parse_localization_answer(answer) or self.action[1]
-            self.action = ("localize", concept)
 
 
 class Explorer:
@@ -162,7 +81,8 @@ class Explorer:
         self._heatmaps = LRUCache(256)
         self._pictures = LRUCache(128)
         self._ablations = LRUCache(16)  # (trial key, concepts, fraction, prompt) -> (Ablation, its Features)
-        self._uploads: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # key -> (volume, mask, affine)
+        self._uploads = LRUCache(UPLOADS_KEPT)  # key -> (volume, mask, affine)
+        self._upload_numbers = itertools.count(1)  # each upload's own key, also after older ones are dropped
 
     # -- loading ----------------------------------------------------------------------------------
 
@@ -309,7 +229,11 @@ class Explorer:
         if cached is not None:
             return cached
         if state.upload is not None:
-            volume, mask, affine = self._uploads[state.upload]
+            held = self._uploads.fetch(state.upload)
+            if held is None:
+                raise DataError(f"the uploaded volume {state.upload} is no longer held (the server keeps the last "
+                                f"{UPLOADS_KEPT} uploads): upload the file again")  # fmt: skip
+            volume, mask, affine = held
             to_mni = None  # an unknown subject: no transform to MNI is known
         else:
             table = self.dataset.trials(state.subject)
@@ -436,12 +360,14 @@ class Explorer:
         """The concept's ensemble heatmap in this recording (cached); the concept joins `state.concepts`."""
         name = self.localizer.check_concept(concept)
         features = self.features(state)
-        heatmap = self._heatmaps.fetch((state.key, name))
+        subject = state.subject if state.upload is None else state.upload
+        # an encoding map is the subject's, the same for every trial: held once per subject, not per trial
+        key = (subject, name) if self.localizer.method_for(subject) == "encoding" else (state.key, name)
+        heatmap = self._heatmaps.fetch(key)
         if heatmap is None:
-            subject = state.subject if state.upload is None else state.upload
             heatmap = self.localizer.localize(features.volume, name, subject=subject, affine=features.affine,
                                               mask=features.mask, to_mni=features.to_mni)  # fmt: skip
-            self._heatmaps.put((state.key, name), heatmap)
+            self._heatmaps.put(key, heatmap)
         if name not in state.concepts:
             state.concepts.append(name)
         return heatmap
@@ -492,8 +418,8 @@ class Explorer:
         mask = np.zeros(volume.size, bool)
         mask[operator.support] = True
         name = Path(path).name if volume_index is None else f"{Path(path).name}[{volume_index}]"
-        key = f"{name}#{len(self._uploads) + 1}"
-        self._uploads[key] = (volume, mask.reshape(volume.shape), affine)
+        key = f"{name}#{next(self._upload_numbers)}"
+        self._uploads.put(key, (volume, mask.reshape(volume.shape), affine))
         state = TrialState(f"upload:{name}", None, "upload", upload=key)
         self.features(state)
         return state

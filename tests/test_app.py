@@ -407,6 +407,26 @@ def test_an_uploaded_3d_volume_is_explored_on_its_own_grid(ui, explorer, session
     assert reply[ui.c.chatbot][-1]["content"].strip()
 
 
+def test_the_explorer_holds_a_bounded_number_of_uploads_and_one_map_per_subject(explorer, tmp_path, monkeypatch):
+    """A server runs for days: old uploads are dropped (a clear error if one is asked for again), and a
+    subject's encoding map, the same for every trial, is held once."""
+    from neurochat.errors import DataError
+    from neurochat.lru import LRUCache
+
+    monkeypatch.setattr(explorer, "_uploads", LRUCache(2))
+    shape = explorer.dataset.native_shape("subj01")
+    noise = np.random.default_rng(0).normal(size=shape).astype(np.float32)
+    states = [explorer.upload(_save(tmp_path, f"upload{i}.nii.gz", noise + i)) for i in range(3)]
+    assert len({state.upload for state in states}) == 3  # each its own key, also after older ones are dropped
+    explorer._features.clear()
+    explorer.features(states[2])
+    with pytest.raises(DataError, match="upload0.nii.gz#.* is no longer held .* upload the file again"):
+        explorer.features(states[0])
+
+    first, second = (explorer.select("subj01", choice.nsd_id) for choice in explorer.trial_choices("subj01")[:2])
+    assert explorer.localize(first, "dog") is explorer.localize(second, "dog")  # one subject, one map
+
+
 def test_an_uploaded_volume_is_read_in_nsd_units_with_its_affine(tmp_path):
     from neurochat.nsd import BETA_SCALE, read_beta_map
 

@@ -18,7 +18,7 @@ def test_two_users_soak_the_app_without_errors(micro_bundle, tmp_path, capsys): 
 
     weights, nsd_root = micro_bundle
     out = tmp_path / "soak.json"
-    argv = ["soak", "--users", "2", "--minutes", "0.1", "--weights", str(weights), "--nsd-root", str(nsd_root),
+    argv = ["soak", "--users", "2", "--minutes", "0.1", "--think", "0.2", "--weights", str(weights), "--nsd-root", str(nsd_root),
             "--json", str(out)]  # fmt: skip
     assert main(argv) == 0
     numbers = json.loads(out.read_text())

@@ -9,7 +9,7 @@ import pytest
 from neurochat.app.problems import Problem
 from neurochat.app.session import Session
 from neurochat.app.share import SharedView, parse_shared, share_json, share_query
-from neurochat.explorer import TrialState
+from neurochat.trial import TrialState
 
 SUBJECTS = ["subj01", "subj02"]
 

@@ -29,7 +29,7 @@ from neurochat.language import localization_instruction
 
 if TYPE_CHECKING:
     from neurochat.ablate import Ablation
-    from neurochat.explorer import TrialState
+    from neurochat.trial import TrialState
 
 log = logging.getLogger("neurochat.app")
 

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from neurochat.app.problems import Problem
-from neurochat.explorer import PROTOCOLS
+from neurochat.trial import PROTOCOLS
 
 PARAMETERS = ("subject", "trial", "protocol", "beta", "seed", "remove")
 GRADIO_PARAMETERS = ("view",)  # Gradio's own (`?view=api`, and every `__name`): not ours to refuse

@@ -10,8 +10,9 @@ thread, calling the endpoints of docs/app_api.md in a loop:
            from a real trial of the data; then /chat (a description or the reconstruction prompt),
            now and then /clear_chat; β changes: /reconstruct at varying β and seed; /localize of a
            concept the trial shows and /ablate of it.
-Users do not pause between requests, so the app's one device queue stays full: a request waits for
-about one job of every other user, and the latencies grow with --users.
+After each request a user looks at the result for --think seconds on average (drawn from 0.5–1.5×
+that), as a person at the page does; with --think 0 users never pause, the app's one device queue
+stays full, and a request waits for about one job of every other user (the latencies grow with --users).
 Warm-up first: every user runs one loop that calls every endpoint once (not timed). Then the server's
 resident memory (VmRSS of its process) is read as rss_mb_start, and the users loop for --minutes.
 Reported: requests and errors (an exception, or a status that starts with ⚠️; the first few texts
@@ -41,6 +42,7 @@ CLEAR_EVERY = 3  # loops per user between "new conversation" clicks
 BETA_CHANGES = 3  # /reconstruct calls per loop: a person moves the slider a few times per trial
 KEEP_ERRORS = 5  # error texts kept in the JSON, enough to diagnose without flooding it
 SAMPLE_S = 15.0  # how often the server's RSS is read during the soak
+DEFAULT_THINK_S = 5.0  # reading an answer, looking at a picture: a person at a talk takes longer
 ERROR_PAUSE_S = 0.5  # after a failed request: a dead server must not turn the loop into a busy spin
 ENDPOINTS = ("select_trial", "random_trial", "upload", "chat", "clear_chat", "reconstruct", "localize", "ablate")
 
@@ -51,6 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--minutes", type=float, default=10.0, help="how long the users loop after warm-up (default: 10)")
     parser.add_argument("--url", help="a running app to drive (default: start `python app.py` on a free port)")
     parser.add_argument("--pid", type=int, help="with --url: the server's process id, to read its memory")
+    parser.add_argument("--think", type=float, default=DEFAULT_THINK_S,
+                        help=f"seconds a user looks at a result before the next action, on average (default: "
+                             f"{DEFAULT_THINK_S:g}; 0: never pauses)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0, help="seed of the users' random choices (default: 0)")
     parser.add_argument("--json", metavar="PATH", help="also write the numbers to this JSON file")
 
@@ -61,8 +66,9 @@ def run(args: argparse.Namespace) -> int:
     from neurochat.errors import ConfigError
     from neurochat.paths import ensure_simnsd
 
-    if args.users < 1 or args.minutes <= 0:
-        raise ConfigError(f"--users {args.users} --minutes {args.minutes}: give at least one user and a positive time")
+    if args.users < 1 or args.minutes <= 0 or args.think < 0:
+        raise ConfigError(f"--users {args.users} --minutes {args.minutes} --think {args.think}: give at least one "
+                          "user, a positive time and a pause of 0 or more seconds")  # fmt: skip
     if args.pid is not None and not args.url:
         raise ConfigError(f"--pid {args.pid} names the server of --url; without --url the soak starts its own")
     if args.nsd_root:
@@ -86,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
 
     latencies = report.pop("latencies")
     numbers = {
-        "users": args.users, "minutes": args.minutes, "url": args.url, **report,
+        "users": args.users, "minutes": args.minutes, "think_s": args.think, "url": args.url, **report,
         "p50_s": {name: round(float(np.percentile(v, 50)), 3) for name, v in latencies.items() if v},
         "p95_s": {name: round(float(np.percentile(v, 95)), 3) for name, v in latencies.items() if v},
         "counts": {name: len(v) for name, v in latencies.items()},
@@ -114,7 +120,7 @@ def _soak(url: str, pid: int | None, volume: Path, args, downloads: Path, server
     except Exception as error:  # noqa: BLE001 — any failure to connect means the soak cannot run
         raise ConfigError(f"could not connect to the app at {url} ({error.__class__.__name__}: {error}); "
                           "is it running (`python app.py`)? Or leave out --url to let the soak start one") from error
-    users = [_User(client, i, args.seed, volume, tally) for i, client in enumerate(clients)]
+    users = [_User(client, i, args.seed, volume, tally, args.think) for i, client in enumerate(clients)]
 
     # 1. Warm-up: every endpoint once per user, all users at once (the first calls load caches and fit maps)
     started = time.perf_counter()
@@ -173,12 +179,12 @@ class _Tally:
 class _User:
     """One browser tab: its own client (trial, conversation, removed concepts) and its own random choices."""
 
-    def __init__(self, client, index: int, seed: int, volume: Path, tally: _Tally):
+    def __init__(self, client, index: int, seed: int, volume: Path, tally: _Tally, think_s: float = 0.0):
         import numpy as np
 
         from neurochat.language import BRIEF_INSTRUCTIONS, RECONSTRUCTION_INSTRUCTION
 
-        self.client, self.index, self.volume, self.tally = client, index, volume, tally
+        self.client, self.index, self.volume, self.tally, self.think_s = client, index, volume, tally, think_s
         self.rng = np.random.default_rng([seed, index])
         self.messages = (BRIEF_INSTRUCTIONS[0], RECONSTRUCTION_INSTRUCTION)  # the page's Describe and Reconstruct
         api = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
@@ -241,6 +247,8 @@ class _User:
         self.tally.record(endpoint, time.perf_counter() - started, self.timed, error)
         if error is not None:
             time.sleep(ERROR_PAUSE_S)
+        elif self.timed and self.think_s > 0:
+            time.sleep(self.think_s * self.rng.uniform(0.5, 1.5))  # looking at the result
         if endpoint in ("select_trial", "random_trial", "upload"):
             self.last = outputs
         return outputs
