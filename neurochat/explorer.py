@@ -78,7 +78,7 @@ class Explorer:
         self.vocabulary = vocabulary
         self.answer_key = answer_key
         self._features = LRUCache(32)
-        self._heatmaps = LRUCache(256)
+        self._heatmaps = LRUCache(32)  # 1.4 MB each (demo); a map is recomputed in milliseconds once fitted
         self._pictures = LRUCache(128)
         self._ablations = LRUCache(16)  # (trial key, concepts, fraction, prompt) -> (Ablation, its Features)
         self._uploads = LRUCache(UPLOADS_KEPT)  # key -> (volume, mask, affine)
