@@ -12,22 +12,18 @@ never fires on a Gradio page.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from neurochat.bench.browser import CHROMIUM, CHROMIUM_ARGS, VIEWPORT, browser_timings, wait_for_new_image
+from neurochat.bench.server import AppServer
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO = os.environ.get("NEUROCHAT_BROWSER_DEMO") == "1"
-START_TIMEOUT_S = 900 if DEMO else 180  # the demo generates its SimNSD data on a fresh clone (about a minute)
 STEP_TIMEOUT_MS = (180 if DEMO else 60) * 1000
 
 pytestmark = [
@@ -37,47 +33,20 @@ pytestmark = [
 sync_api = pytest.importorskip("playwright.sync_api", reason="needs the playwright package (pip install playwright)")
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(request, tmp_path_factory):
     """The app on a free port: the demo (NEUROCHAT_BROWSER_DEMO=1) or the session's micro bundle."""
-    port = _free_port()
-    command = [sys.executable, "app.py", "--port", str(port), "--device", "cpu"]
+    weights = nsd_root = None
     if not DEMO:
         from test_app import micro_bundle_paths
 
         weights, nsd_root = micro_bundle_paths(request)
-        command += ["--weights", str(weights), "--nsd-root", str(nsd_root)]
-    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-               NILEARN_DATA=str(tmp_path_factory.mktemp("nilearn")), PYTHONUNBUFFERED="1")  # fmt: skip
-    log_path = tmp_path_factory.mktemp("server") / "app.log"
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while True:
-        if process.poll() is not None:
-            pytest.fail(f"the app exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                process.kill()
-                pytest.fail(f"the app did not serve {url} within {START_TIMEOUT_S} s:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.5)
-    yield url
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    log_text = log_path.read_text()
+    folder = tmp_path_factory.mktemp("server")
+    app = AppServer.start(argparse.Namespace(preset="demo", weights=weights, nsd_root=nsd_root), folder,
+                          name="browser test", env={"NILEARN_DATA": str(tmp_path_factory.mktemp("nilearn"))})  # fmt: skip
+    yield app.url
+    app.stop()
+    log_text = (folder / "app.log").read_text()
     assert "Traceback" not in log_text, f"the server logged an error:\n{log_text[-3000:]}"
 
 

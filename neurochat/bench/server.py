@@ -10,8 +10,8 @@ import os
 import socket
 import subprocess
 import sys
+import http.client
 import time
-import urllib.request
 from pathlib import Path
 
 START_TIMEOUT_S = 900  # the demo generates its SimNSD data on a fresh clone (about a minute) before serving
@@ -24,8 +24,9 @@ class AppServer:
         self.process, self.url, self.folder = process, url, folder
 
     @classmethod
-    def start(cls, args, folder: Path, name: str = "bench") -> "AppServer":
-        """Start the app of `args.preset`, `args.weights`, `args.nsd_root` and wait until it serves its page."""
+    def start(cls, args, folder: Path, name: str = "bench", env: dict[str, str] | None = None) -> "AppServer":
+        """Start the app of `args.preset`, `args.weights`, `args.nsd_root` (with `env` added to its environment)
+        and wait until it serves its page; its output goes to `folder`/app.log."""
         from neurochat.errors import ConfigError
         from neurochat.paths import REPO_ROOT
 
@@ -39,7 +40,7 @@ class AppServer:
             if value:
                 command += [option, str(value)]
         env = dict(os.environ, TMPDIR=str(tmp), GRADIO_TEMP_DIR=str(tmp / "gradio"), GRADIO_ANALYTICS_ENABLED="False",
-                   HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1")  # fmt: skip
+                   HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1", **(env or {}))  # fmt: skip
         log_path = folder / "app.log"
         with open(log_path, "w") as log:
             process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -50,15 +51,13 @@ class AppServer:
             if process.poll() is not None:
                 raise ConfigError(f"the app exited with code {process.returncode} before serving; its log ends:\n"
                                   f"{log_path.read_text()[-2000:]}")  # fmt: skip
-            try:
-                urllib.request.urlopen(server.url, timeout=2)
+            if _serves_page(port):
                 return server
-            except OSError:
-                if time.monotonic() > deadline:
-                    server.stop()
-                    raise ConfigError(f"the app did not serve {server.url} within {START_TIMEOUT_S} s; its log ends:\n"
-                                      f"{log_path.read_text()[-2000:]}")  # fmt: skip
-                time.sleep(0.5)
+            if time.monotonic() > deadline:
+                server.stop()
+                raise ConfigError(f"the app did not serve {server.url} within {START_TIMEOUT_S} s; its log ends:\n"
+                                  f"{log_path.read_text()[-2000:]}")  # fmt: skip
+            time.sleep(0.5)
 
     def disk(self) -> tuple[float, int, dict[str, float]]:
         """(MB, file count) of the server's temp folder, and MB per folder in it: `gradio` (Gradio's cache of
@@ -78,3 +77,15 @@ class AppServer:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+def _serves_page(port: int) -> bool:
+    """Whether the app on this machine's `port` answers a GET of its page (a local check, nothing fetched from outside)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    try:
+        connection.request("GET", "/")
+        return connection.getresponse().status < 500
+    except OSError:
+        return False
+    finally:
+        connection.close()
