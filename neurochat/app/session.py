@@ -163,7 +163,10 @@ class SessionHandlers(PanelHandlers):
         (its chip appears) and untick them. Everything is checked before anything changes."""
         c = self.c
         subject = view.subject or self.default_subject
-        nsd_id = view.trial if view.trial is not None else self.explorer.first_impression(subject)
+        if view.trial is not None:
+            nsd_id = view.trial
+        else:  # the page's own first trial, or the other subject's
+            nsd_id = self.default_trial if subject == self.default_subject else self.explorer.first_impression(subject)
         try:
             trial = self.explorer.select(subject, nsd_id, view.protocol or "averaged")
         except NeuroChatError as error:
