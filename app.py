@@ -34,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--host", default="127.0.0.1", help="interface to serve on (0.0.0.0 for the network)")
     parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
+    parser.add_argument("--threads", type=int,
+                        help="torch threads for the models (default on a CPU: 1, fastest in Gradio's worker threads)")
     parser.add_argument("--seed", type=int, default=0, help="SimNSD seed of the demo data")
     parser.add_argument("--info", action="store_true", help="only prepare the demo data and print its summary")
     parser.add_argument("--json", action="store_true", help="with --info: print the summary as JSON")

@@ -113,10 +113,12 @@ def gradcam_patches(bundle: ExtractorBundle, patch_tokens: torch.Tensor, text_em
     if bundle.config.layout != "vit3d":
         raise DataError("GradCAM maps patches back to the brain: it needs a ViT3D extractor, not the flattened baseline")
     saved: dict[str, torch.Tensor] = {}
+    this_thread = threading.get_ident()
 
     def keep_activation(module, args, output):
-        saved["activation"] = output
-        output.register_hook(lambda grad: saved.__setitem__("gradient", grad))
+        # the app may run this model in another thread meanwhile (a β change): keep only our own forward's
+        if threading.get_ident() == this_thread:
+            saved["activation"] = output
 
     handle = model.penultimate.register_forward_hook(keep_activation)
     try:
@@ -125,12 +127,12 @@ def gradcam_patches(bundle: ExtractorBundle, patch_tokens: torch.Tensor, text_em
             tokens = patch_tokens.detach().to(parameter.device, parameter.dtype).requires_grad_(False)
             output = model(tokens)
             target = F.cosine_similarity(output.clip, text_embedding[None].to(output.clip), dim=-1).sum()
-            model.zero_grad(set_to_none=True)
-            target.backward()
+            # the gradient at the activation only: the shared weights' .grad stay untouched
+            (gradient,) = torch.autograd.grad(target, saved["activation"])
     finally:
         handle.remove()
     activation = saved["activation"][0, 1:].detach()  # (N, D) patch tokens, CLS dropped
-    gradient = saved["gradient"][0, 1:].detach()  # (N, D)
+    gradient = gradient[0, 1:].detach()  # (N, D)
     channel_weights = gradient.mean(dim=0)  # GradCAM: gradients averaged over the spatial positions
     return F.relu((activation * channel_weights).sum(dim=-1)).float().cpu()  # (N,)
 

@@ -156,20 +156,22 @@ class Reconstructor:
             prompt_embeds = torch.cat([negative_embeds, prompt_embeds])
             image_embeds = torch.cat([torch.zeros_like(image_embeds), image_embeds])  # as the pipeline does
 
-        # 4. Start from ẑ_v noised to strength β
-        start = start_latents(pipe.scheduler, z_v, beta, steps, generator)
+        # 4. Start from ẑ_v noised to strength β. A scheduler of its own: a scheduler keeps the run's timesteps
+        # and step index, and the app may run two reconstructions at once (its β changes have their own lane)
+        scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config)
+        start = start_latents(scheduler, z_v, beta, steps, generator)
         latents = start.latents
 
         # 5. Denoise
         for i, t in enumerate(start.timesteps):
             model_input = torch.cat([latents] * 2) if use_guidance else latents
-            model_input = pipe.scheduler.scale_model_input(model_input, t)
+            model_input = scheduler.scale_model_input(model_input, t)
             noise_pred = pipe.unet(model_input, t, encoder_hidden_states=prompt_embeds, class_labels=image_embeds,
                                    return_dict=False)[0]  # fmt: skip
             if use_guidance:
                 uncond, cond = noise_pred.chunk(2)
                 noise_pred = uncond + guidance * (cond - uncond)
-            latents = pipe.scheduler.step(noise_pred, t, latents, return_dict=False)[0]
+            latents = scheduler.step(noise_pred, t, latents, return_dict=False)[0]
             if progress is not None:
                 progress(i + 1, len(start.timesteps))
 

@@ -98,3 +98,30 @@ def test_a_script_uploads_a_volume_and_picks_one_of_a_4d_file(client, explorer, 
     zeros = tmp_path / "zeros.nii.gz"
     nib.save(nib.Nifti1Image(np.zeros(shape, np.float32), np.eye(4)), zeros)
     assert "holds the same value (0)" in call(client, "/upload", gradio_client.handle_file(str(zeros)), 0)["status"]
+
+
+def test_beta_changes_have_a_lane_of_their_own_and_draw_the_same_beside_another_job(explorer, tmp_path):  # noqa: F811
+    """A β change never queues behind another tab's chat: it runs beside the device queue's job, so two
+    reconstructions may run at once, and each must draw what it draws alone."""
+    import threading
+
+    from neurochat.app.ui import DEVICE_QUEUE, RENDER_QUEUE, ExplorerUI
+
+    blocks = ExplorerUI(explorer, downloads=tmp_path).build()
+    lanes = {fn.api_name: fn.concurrency_id for fn in blocks.fns.values() if fn.api_visibility == "public"}
+    assert lanes["reconstruct"] == RENDER_QUEUE
+    assert {lanes[name.strip("/")] for name in ENDPOINTS - {"/reconstruct", "/clear_chat"}} == {DEVICE_QUEUE}
+
+    subject = explorer.subjects[0]
+    state = explorer.select(subject, explorer.trial_choices(subject)[0].nsd_id)
+    alone = {seed: explorer.reconstruct(state, beta=0.45, seed=seed, steps=6) for seed in (11, 12)}
+    explorer._pictures.clear()  # draw them again, now at once
+    beside = {}
+    threads = [threading.Thread(target=lambda seed=seed: beside.__setitem__(
+        seed, explorer.reconstruct(state, beta=0.45, seed=seed, steps=6))) for seed in (11, 12)]  # fmt: skip
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for seed in (11, 12):
+        np.testing.assert_array_equal(beside[seed], alone[seed])

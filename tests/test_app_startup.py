@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 import app
 from neurochat import paths
 
@@ -35,3 +37,20 @@ def test_help_imports_no_heavy_library():
              "print(sorted(m for m in ('gradio', 'torch', 'nibabel', 'matplotlib') if m in sys.modules))")  # fmt: skip
     done = subprocess.run([sys.executable, "-c", probe], cwd=paths.REPO_ROOT, capture_output=True, text=True, check=True)
     assert "usage: python app.py" in done.stdout and done.stdout.strip().endswith("[]")
+
+
+def test_the_models_use_one_torch_thread_on_a_cpu_unless_told():
+    """Gradio's worker threads run the models: there one OpenMP thread is faster than two (startup.py)."""
+    import torch
+
+    from neurochat.app.startup import CPU_THREADS, set_model_threads
+    from neurochat.errors import ConfigError
+
+    before = torch.get_num_threads()
+    try:
+        assert set_model_threads("cpu") == CPU_THREADS == torch.get_num_threads()
+        assert set_model_threads("cpu", 2) == 2
+        with pytest.raises(ConfigError, match="--threads 0"):
+            set_model_threads("cpu", 0)
+    finally:
+        torch.set_num_threads(before)

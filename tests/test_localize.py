@@ -292,3 +292,33 @@ def test_a_background_fit_is_shared_with_the_first_localization(setup):
     upload = localizer.prepare("upload.nii.gz#1")
     upload.join(timeout=60)
     assert localizer.localize(volume, "cat", subject="upload.nii.gz#1", affine=np.eye(4), mask=mask).method == "gradcam"
+
+
+def test_gradcam_keeps_its_own_forward_while_another_thread_runs_the_model(setup):
+    """The app runs a β change beside a localization: the other thread's forward passes through the same
+    hooked layer, and must neither replace GradCAM's activation nor leave gradients on the shared weights."""
+    import threading
+
+    _, bundles, volume, _ = setup
+    bundle = bundles[0]
+    tokens = bundle.preprocessor(volume[None])
+    text = torch.randn(8, generator=torch.Generator().manual_seed(0))
+    alone = gradcam_patches(bundle, tokens, text)
+    other_tokens = torch.randn_like(tokens)
+    stop = threading.Event()
+
+    def other_forwards():
+        with torch.no_grad():
+            while not stop.is_set():
+                bundle.model(other_tokens)
+
+    other = threading.Thread(target=other_forwards)
+    other.start()
+    try:
+        beside = [gradcam_patches(bundle, tokens, text) for _ in range(20)]
+    finally:
+        stop.set()
+        other.join()
+    for scores in beside:
+        torch.testing.assert_close(scores, alone)
+    assert all(parameter.grad is None for parameter in bundle.model.parameters())

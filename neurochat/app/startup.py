@@ -16,7 +16,7 @@ import time
 
 from neurochat import viz
 from neurochat.app.ui import CSS, THEME, ExplorerUI, error_page
-from neurochat.errors import NeuroChatError
+from neurochat.errors import ConfigError, NeuroChatError
 from neurochat.paths import ensure_simnsd
 
 log = logging.getLogger("neurochat.app")
@@ -62,6 +62,27 @@ def warm_up(ui: ExplorerUI) -> None:
     threading.Thread(target=figures, daemon=True, name="viz-warm-up").start()
 
 
+# Torch's intra-op threads for the models on a CPU. Gradio runs the handlers in its worker threads, and
+# there PyTorch's OpenMP team of two threads made a reconstruction about 2x slower than one thread on
+# 2 CPU cores (in the main thread two are a little faster than one): `python -m neurochat.bench app
+# --threads 2` against the default.
+CPU_THREADS = 1
+
+
+def set_model_threads(device: str | None, threads: int | None = None) -> int:
+    """Set torch's intra-op threads before the models load (`threads`, else CPU_THREADS on a CPU); the count."""
+    import torch
+
+    on_cpu = device == "cpu" or (device is None and not torch.cuda.is_available())
+    if threads is None and on_cpu:
+        threads = CPU_THREADS
+    if threads is not None:
+        if threads < 1:
+            raise ConfigError(f"--threads {threads}: give 1 or more torch threads")
+        torch.set_num_threads(threads)  # threads started later (Gradio's workers) inherit it
+    return torch.get_num_threads()
+
+
 MALLOC_ARENAS = 2
 _M_ARENA_MAX = -8  # glibc's mallopt parameter number (malloc.h)
 
@@ -80,12 +101,36 @@ def limit_malloc_arenas(count: int = MALLOC_ARENAS) -> bool:
         return False
 
 
+TRIM_EVERY_S = 10.0
+
+
+def return_freed_memory(every_s: float = TRIM_EVERY_S) -> bool:
+    """Every `every_s` seconds, hand the heap's freed pages back to the system (glibc's malloc_trim); True
+    where it runs. Each picture, figure and chat turn allocates and frees a few MB; glibc keeps the freed
+    pages in its arenas, and the server's resident memory crept up long after its caches were full
+    (`python -m neurochat.bench soak`)."""
+    try:
+        trim = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return False
+
+    def keep_trimming():
+        while True:
+            time.sleep(every_s)
+            trim(0)
+
+    threading.Thread(target=keep_trimming, daemon=True, name="malloc-trim").start()
+    return True
+
+
 def serve(args: argparse.Namespace, command: str) -> int:
     """Load the models and serve the explorer until stopped; `command` is how to start it again."""
     limit_malloc_arenas()  # before the model loading and Gradio's threads allocate
+    return_freed_memory()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     for chatty in ("httpx", "httpcore", "urllib3"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
+    set_model_threads(args.device, getattr(args, "threads", None))
     explorer, problem = load_explorer(args)
     if explorer is None:
         print(f"error: {problem}", file=sys.stderr)

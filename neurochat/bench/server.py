@@ -25,7 +25,8 @@ class AppServer:
 
     @classmethod
     def start(cls, args, folder: Path, name: str = "bench", env: dict[str, str] | None = None) -> "AppServer":
-        """Start the app of `args.preset`, `args.weights`, `args.nsd_root` (with `env` added to its environment)
+        """Start the app of `args.preset`, `args.weights`, `args.nsd_root` (`args.threads` where set; with `env`
+        added to its environment)
         and wait until it serves its page; its output goes to `folder`/app.log."""
         from neurochat.errors import ConfigError
         from neurochat.paths import REPO_ROOT
@@ -36,7 +37,8 @@ class AppServer:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
         command = [sys.executable, "app.py", "--port", str(port), "--device", "cpu", "--preset", args.preset]
-        for option, value in (("--weights", args.weights), ("--nsd-root", args.nsd_root)):
+        for option, value in (("--weights", args.weights), ("--nsd-root", args.nsd_root),
+                              ("--threads", getattr(args, "threads", None))):
             if value:
                 command += [option, str(value)]
         env = dict(os.environ, TMPDIR=str(tmp), GRADIO_TEMP_DIR=str(tmp / "gradio"), GRADIO_ANALYTICS_ENABLED="False",

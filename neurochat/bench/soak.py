@@ -11,13 +11,13 @@ thread, calling the endpoints of docs/app_api.md in a loop:
            now and then /clear_chat; β changes: /reconstruct at varying β and seed; /localize of a
            concept the trial shows and /ablate of it.
 After each request a user looks at the result for --think seconds on average (drawn from 0.5–1.5×
-that), as a person at the page does; with --think 0 users never pause, the app's one device queue
-stays full, and a request waits for about one job of every other user (the latencies grow with --users).
+that), as a person at the page does; with --think 0 users never pause, the app's queues stay full,
+and a request waits for about one job of every other user (the latencies grow with --users).
 Warm-up first: every user runs one loop that calls every endpoint once (not timed). Then the server's
 resident memory (VmRSS of its process) is read as rss_mb_start, and the users loop for --minutes.
 Reported: requests and errors (an exception, or a status that starts with ⚠️; the first few texts
 are kept in first_errors), p50 and p95 seconds per endpoint as a user waits for it (queue included:
-the app runs one model job at a time), the server's RSS after warm-up, at the end and its peak, and
+the app runs one model job at a time, and one β change beside it), the server's RSS after warm-up, at the end and its peak, and
 (when the soak started the server) the size of the server's temp folder (Gradio's cache of uploads
 and outputs, the app's downloads). With --url, RSS needs --pid PID of the server (else null).
 A benchmark: missed targets print OVER and still exit 0; it fails only when it cannot run.
