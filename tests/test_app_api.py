@@ -125,3 +125,14 @@ def test_beta_changes_have_a_lane_of_their_own_and_draw_the_same_beside_another_
         thread.join()
     for seed in (11, 12):
         np.testing.assert_array_equal(beside[seed], alone[seed])
+
+
+def test_on_a_gpu_beta_changes_stay_in_the_device_queue(explorer, tmp_path, monkeypatch):  # noqa: F811
+    """Offloaded models move their weights for one caller at a time: a GPU keeps one queue."""
+    import torch
+
+    from neurochat.app.ui import DEVICE_QUEUE, ExplorerUI
+
+    monkeypatch.setattr(type(explorer.reconstructor), "device", property(lambda self: torch.device("cuda")))
+    blocks = ExplorerUI(explorer, downloads=tmp_path).build()
+    assert {fn.concurrency_id for fn in blocks.fns.values() if fn.api_name == "reconstruct"} == {DEVICE_QUEUE}

@@ -14,7 +14,7 @@ UI wiring only: every computation is a call on the `Explorer` (models, loaded on
 browser tab) or a figure from `neurochat.viz`; choices such as the first trial to show or the concepts
 named in an answer are the explorer's too. A tab's `gr.State` holds a small `Session`. All listeners
 that use a model share one queue (`DEVICE_QUEUE`), one job at a time; β and seed changes have a lane of
-their own (`RENDER_QUEUE`) beside it, so dragging β never waits behind another tab's chat.
+their own (`RENDER_QUEUE`) beside it on a CPU, so dragging β never waits behind another tab's chat.
 Errors reach people as sentences (a warning toast and the status line), never as tracebacks. The
 user-level actions have stable API names for `gradio_client` (`ExplorerUI._wire`, docs/app_api.md).
 """

@@ -23,7 +23,8 @@ from neurochat.language import BRIEF_INSTRUCTIONS, DETAILED_INSTRUCTIONS, RECONS
 DEVICE_QUEUE = "device"  # the queue every model-using listener joins, one job at a time...
 # ...but a β or seed change, the one a person drags through, has a lane of its own: it waits only for the
 # β change before it, never behind another tab's chat or ablation (`bench soak`: with one queue a β change
-# waited for every other user's job). The models run it beside the device queue's job (both read-only).
+# waited for every other user's job). The models run it beside the device queue's job (both read-only);
+# on a CPU only (`ExplorerUI._wire`).
 RENDER_QUEUE = "render"
 THEME = gr.themes.Soft(primary_hue="indigo", text_size="sm", spacing_size="sm", radius_size="sm")
 CSS = (Path(__file__).with_name("style.css")).read_text()
@@ -261,7 +262,9 @@ class ExplorerUI(SessionHandlers):
         # -- the reconstruction: the latest β or seed always wins (a change while one renders runs next,
         # the ones in between are dropped); arrow keys fire `input`, the mouse and the number box `release`
         render = {"show_progress_on": [c.final, c.ablated], "trigger_mode": "always_last", **on_device}
-        render_lane = {**render, "concurrency_id": RENDER_QUEUE}
+        # A GPU keeps one queue: its models may be offloaded, and offload hooks move weights for one caller at a time
+        lane = RENDER_QUEUE if self.explorer.reconstructor.device.type == "cpu" else DEVICE_QUEUE
+        render_lane = {**render, "concurrency_id": lane}
         view_changes.append(gr.on([c.beta.input, c.beta.release], self.rerender, [c.beta, c.seed, c.state], render_out,
                                   api_name="reconstruct", **render_lane))  # fmt: skip
         view_changes.append(gr.on([c.seed.submit, c.seed.blur], self.rerender, [c.beta, c.seed, c.state], render_out,
