@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.runs < 1 or args.cold_runs < 1:
         raise ConfigError(f"--runs {args.runs} --cold-runs {args.cold_runs}: give at least one run of each")
-    threads = args.threads_used = set_model_threads(args.device, args.threads)
+    threads = set_model_threads(args.device, args.threads)
 
     # 1. Data in the cache first: the cold start times loading, not the one-off SimNSD generation
     if args.nsd_root:
@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         check_browser()  # before minutes of timings, not after
 
     # 2. Cold start: a fresh process imports, loads every model and opens the first trial
-    cold = [_cold_start(args, nsd_root) for _ in range(args.cold_runs)]
+    cold = [_cold_start(args, nsd_root, threads) for _ in range(args.cold_runs)]
 
     # 3. The steps a person waits for, on this process's own explorer
     explorer = Explorer.load(args.preset, nsd_root=nsd_root, weights=args.weights, device=args.device,
@@ -151,12 +151,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cold_start(args: argparse.Namespace, nsd_root: Path) -> float:
+def _cold_start(args: argparse.Namespace, nsd_root: Path, threads: int) -> float:
     from neurochat.errors import ConfigError
     from neurochat.paths import REPO_ROOT
 
-    command = [sys.executable, "-c", _COLD_START, args.preset, str(nsd_root), args.weights or "", args.device or ""]
-    command[2] = f"import torch; torch.set_num_threads({args.threads_used})\n" + _COLD_START
+    code = f"import torch; torch.set_num_threads({threads})\n" + _COLD_START
+    command = [sys.executable, "-c", code, args.preset, str(nsd_root), args.weights or "", args.device or ""]
     done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True)
     if done.returncode != 0:
         raise ConfigError(f"the cold-start process failed: {done.stderr.strip().splitlines()[-1:]}")
@@ -189,21 +189,27 @@ def _concepts(explorer, state, count: int) -> list[str]:
     return [pool[i % len(pool)] for i in range(count)]
 
 
+def _in_worker(function, *args, **kwargs):
+    """`function`'s result, run in a worker thread: where the app's handlers run (Gradio's threads)."""
+    return _WORKER.submit(function, *args, **kwargs).result()
+
+
 def _timed(function, *args, **kwargs) -> float:
-    """Seconds `function` takes in a worker thread, where the app's handlers run (Gradio's threads)."""
+    """Seconds `function` takes in the worker thread."""
     def timed() -> float:
         started = time.perf_counter()
         function(*args, **kwargs)
         return time.perf_counter() - started
 
-    return _WORKER.submit(timed).result()
+    return _in_worker(timed)
 
 
 def _first_token(explorer, state) -> float:
-    return _WORKER.submit(_first_token_here, explorer, state).result()
+    """Seconds from `chat` to its first streamed piece, in the worker thread."""
+    return _in_worker(_first_token_seconds, explorer, state)
 
 
-def _first_token_here(explorer, state) -> float:
+def _first_token_seconds(explorer, state) -> float:
     fresh = dataclasses.replace(state, history=[])  # each run starts the conversation afresh
     started = time.perf_counter()
     turn = explorer.chat(fresh, BRIEF)

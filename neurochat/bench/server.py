@@ -6,11 +6,11 @@ downloads) in a folder of its own, so that a benchmark can measure them and remo
 
 from __future__ import annotations
 
+import http.client
 import os
 import socket
 import subprocess
 import sys
-import http.client
 import time
 from pathlib import Path
 
@@ -25,9 +25,8 @@ class AppServer:
 
     @classmethod
     def start(cls, args, folder: Path, name: str = "bench", env: dict[str, str] | None = None) -> "AppServer":
-        """Start the app of `args.preset`, `args.weights`, `args.nsd_root` (`args.threads` where set; with `env`
-        added to its environment)
-        and wait until it serves its page; its output goes to `folder`/app.log."""
+        """Start the app of `args.preset`, `args.weights`, `args.nsd_root` (and `args.threads` where set), with
+        `env` added to its environment, and wait until it serves its page; its output goes to `folder`/app.log."""
         from neurochat.errors import ConfigError
         from neurochat.paths import REPO_ROOT
 
