@@ -85,9 +85,12 @@ class Reconstructor:
 
     def __init__(self, pipe):
         self.pipe = pipe
-        # One reconstruction at a time: two at once from two threads (the app's β lane beside its device
-        # queue) drew a different picture for the same seed now and then (`tests/test_app_api.py`)
-        self._drawing = threading.RLock()  # reentrant: a reconstruction ends with `decode`
+        # A fast tokenizer keeps its padding and truncation settings in the one Rust object it wraps and sets
+        # them on every call, and diffusers' `encode_prompt` tokenizes twice (padded to the context, then to the
+        # longest): from two threads at once (the app's β lane beside its device queue) a prompt now and then
+        # came out two tokens long instead of 77, and the same seed drew another picture. The models keep no
+        # state between calls, and each call makes its own scheduler: reconstructions may overlap.
+        self._tokenizing = threading.Lock()
 
     @property
     def device(self) -> torch.device:
@@ -102,8 +105,7 @@ class Reconstructor:
     def decode(self, z_v: torch.Tensor) -> np.ndarray:
         """The VAE decode of scaled latents, uint8 (B, H, W, 3) (what β = 0 returns)."""
         vae = self.pipe.vae
-        with self._drawing:
-            images = vae.decode(z_v.to(self.device, vae.dtype) / vae.config.scaling_factor).sample
+        images = vae.decode(z_v.to(self.device, vae.dtype) / vae.config.scaling_factor).sample
         return _to_uint8(images)
 
     @torch.inference_mode()
@@ -145,42 +147,44 @@ class Reconstructor:
             raise DataError(f"{len(prompts)} prompts for {batch} pictures")
         device, dtype = self.device, self.dtype
         z_c, z_v = z_c.to(device, dtype), z_v.to(device, dtype)
-        with self._drawing:
-            if beta == 0:
-                return self.decode(z_v)
-            generator = torch.Generator().manual_seed(seed)
-            use_guidance = guidance > 1.0
+        if beta == 0:
+            return self.decode(z_v)
+        generator = torch.Generator().manual_seed(seed)
+        use_guidance = guidance > 1.0
 
-            # 2. Encode the prompt a_r (and the empty prompt for classifier-free guidance)
+        # 2. Encode the prompt a_r (and the empty prompt for classifier-free guidance)
+        with self._tokenizing:
             prompt_embeds, negative_embeds = pipe.encode_prompt(
                 prompts, device, 1, use_guidance, negative_prompt=[""] * batch if use_guidance else None
             )
 
-            # 3. Encode ẑ_c as unCLIP's class labels: noise augmentation + noise-level embedding
-            image_embeds = pipe.noise_image_embeddings(z_c, noise_level=noise_level, generator=generator)
+        # 3. Encode ẑ_c as unCLIP's class labels: noise augmentation + noise-level embedding
+        image_embeds = pipe.noise_image_embeddings(z_c, noise_level=noise_level, generator=generator)
+        if use_guidance:
+            prompt_embeds = torch.cat([negative_embeds, prompt_embeds])
+            image_embeds = torch.cat([torch.zeros_like(image_embeds), image_embeds])  # as the pipeline does
+
+        # 4. Start from ẑ_v noised to strength β, on a scheduler of this call's own: a scheduler keeps the
+        # state of its pass (timesteps, step index, a multistep solver's history), and passes may overlap
+        scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config)
+        start = start_latents(scheduler, z_v, beta, steps, generator)
+        latents = start.latents
+
+        # 5. Denoise
+        for i, t in enumerate(start.timesteps):
+            model_input = torch.cat([latents] * 2) if use_guidance else latents
+            model_input = scheduler.scale_model_input(model_input, t)
+            noise_pred = pipe.unet(model_input, t, encoder_hidden_states=prompt_embeds, class_labels=image_embeds,
+                                   return_dict=False)[0]  # fmt: skip
             if use_guidance:
-                prompt_embeds = torch.cat([negative_embeds, prompt_embeds])
-                image_embeds = torch.cat([torch.zeros_like(image_embeds), image_embeds])  # as the pipeline does
+                uncond, cond = noise_pred.chunk(2)
+                noise_pred = uncond + guidance * (cond - uncond)
+            latents = scheduler.step(noise_pred, t, latents, return_dict=False)[0]
+            if progress is not None:
+                progress(i + 1, len(start.timesteps))
 
-            # 4. Start from ẑ_v noised to strength β
-            start = start_latents(pipe.scheduler, z_v, beta, steps, generator)
-            latents = start.latents
-
-            # 5. Denoise
-            for i, t in enumerate(start.timesteps):
-                model_input = torch.cat([latents] * 2) if use_guidance else latents
-                model_input = pipe.scheduler.scale_model_input(model_input, t)
-                noise_pred = pipe.unet(model_input, t, encoder_hidden_states=prompt_embeds, class_labels=image_embeds,
-                                       return_dict=False)[0]  # fmt: skip
-                if use_guidance:
-                    uncond, cond = noise_pred.chunk(2)
-                    noise_pred = uncond + guidance * (cond - uncond)
-                latents = pipe.scheduler.step(noise_pred, t, latents, return_dict=False)[0]
-                if progress is not None:
-                    progress(i + 1, len(start.timesteps))
-
-            # 6. Decode
-            return self.decode(latents)
+        # 6. Decode
+        return self.decode(latents)
 
 
 def check_latents(pipe, z_v: torch.Tensor) -> None:

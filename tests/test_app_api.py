@@ -116,18 +116,21 @@ def test_beta_changes_have_a_lane_of_their_own_and_draw_the_same_beside_another_
     features = explorer.features(explorer.select(subject, explorer.trial_choices(subject)[0].nsd_id))
 
     def draw(seed: int):  # the reconstructor itself: the explorer's picture cache would hide a second run
-        return explorer.reconstructor(features.clip[None], features.vae[None], "", beta=0.6, seed=seed, steps=10)
+        return explorer.reconstructor(features.clip[None], features.vae[None], "", beta=0.2, seed=seed, steps=10)
 
+    # Short passes (two denoising steps) overlap most in the prompt encoding, where a shared tokenizer once
+    # made one of three threads draw another picture, or fail, in about half of 10 rounds
     seeds = (11, 12, 13)
     alone = {seed: draw(seed) for seed in seeds}
-    beside = {}
-    threads = [threading.Thread(target=lambda seed=seed: beside.__setitem__(seed, draw(seed))) for seed in seeds]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    for seed in seeds:
-        np.testing.assert_array_equal(beside[seed], alone[seed])
+    for _ in range(30):
+        beside = {}
+        threads = [threading.Thread(target=lambda seed=seed: beside.__setitem__(seed, draw(seed))) for seed in seeds]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for seed in seeds:
+            np.testing.assert_array_equal(beside[seed], alone[seed])
 
 
 def test_on_a_gpu_beta_changes_stay_in_the_device_queue(explorer, tmp_path, monkeypatch):  # noqa: F811

@@ -23,8 +23,8 @@ from neurochat.language import BRIEF_INSTRUCTIONS, DETAILED_INSTRUCTIONS, RECONS
 DEVICE_QUEUE = "device"  # the queue every model-using listener joins, one job at a time...
 # ...but a β or seed change, the one a person drags through, has a lane of its own: it waits only for the
 # β change before it, never behind another tab's chat or ablation (`bench soak`: with one queue a β change
-# waited for every other user's job). It runs beside the device queue's job (reconstructions themselves take
-# turns: `Reconstructor`); on a CPU only (`ExplorerUI._wire`).
+# waited for every other user's job). It runs beside the device queue's job (`Reconstructor` draws the
+# same picture either way); on a CPU only (`ExplorerUI._wire`).
 RENDER_QUEUE = "render"
 THEME = gr.themes.Soft(primary_hue="indigo", text_size="sm", spacing_size="sm", radius_size="sm")
 CSS = (Path(__file__).with_name("style.css")).read_text()
