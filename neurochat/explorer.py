@@ -345,14 +345,34 @@ class Explorer:
         features = self.features(state)
         return self._picture(state.key, (), features, prompt, beta, seed, steps, guidance, progress)
 
+    def reconstruct_with_ablation(self, state: TrialState, beta: float = DEFAULT_BETA, seed: int = 0,
+                                  progress=None) -> tuple[np.ndarray, np.ndarray | None]:  # fmt: skip
+        """The whole recording's reconstruction and, when `state.removed` names concepts, the ablated one
+        (same β, seed and prompt rules as `reconstruct`), drawn in one batch when neither is cached: on a
+        CPU two pictures in one pass take about 0.65x the time of two passes."""
+        jobs = [(state.key, (), self.features(state), state.prompt or "")]
+        if state.removed:
+            details, ablated = self._ablated(state, state.removed, DEFAULT_FRACTION)
+            jobs.append((state.key, details.concepts, ablated, details.prompt))
+        pictures = self._pictures_of(jobs, beta, seed, DEFAULT_STEPS, DEFAULT_GUIDANCE, progress)
+        return pictures[0], pictures[1] if state.removed else None
+
     def _picture(self, key, removed, features: Features, prompt, beta, seed, steps, guidance, progress) -> np.ndarray:
-        cache_key = (key, tuple(removed), prompt, round(float(beta), 4), seed, steps, guidance)
-        cached = self._pictures.fetch(cache_key)
-        if cached is not None:
-            return cached
-        picture = self.reconstructor(features.clip[None], features.vae[None], prompt, beta=beta, seed=seed,
-                                     steps=steps, guidance=guidance, progress=progress)[0]  # fmt: skip
-        return self._pictures.put(cache_key, picture)
+        return self._pictures_of([(key, removed, features, prompt)], beta, seed, steps, guidance, progress)[0]
+
+    def _pictures_of(self, jobs, beta, seed, steps, guidance, progress) -> list[np.ndarray]:
+        """The pictures of (trial key, removed concepts, features, prompt) jobs; those not cached drawn in one batch."""
+        keys = [(key, tuple(removed), prompt, round(float(beta), 4), seed, steps, guidance) for key, removed, _, prompt in jobs]
+        pictures = [self._pictures.fetch(cache_key) for cache_key in keys]
+        missing = [index for index, picture in enumerate(pictures) if picture is None]
+        if missing:
+            z_c = torch.stack([torch.as_tensor(jobs[index][2].clip) for index in missing])
+            z_v = torch.stack([torch.as_tensor(jobs[index][2].vae) for index in missing])
+            drawn = self.reconstructor(z_c, z_v, [jobs[index][3] for index in missing], beta=beta, seed=seed, steps=steps,
+                                       guidance=guidance, progress=progress)  # fmt: skip
+            for index, picture in zip(missing, drawn, strict=True):
+                pictures[index] = self._pictures.put(keys[index], picture)
+        return pictures
 
     # -- localization and ablation ---------------------------------------------------------------------
 

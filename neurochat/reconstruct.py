@@ -63,7 +63,9 @@ def start_latents(scheduler, z_v: torch.Tensor, beta: float, steps: int, generat
     timesteps = scheduler.timesteps[t_start * order :]
     if hasattr(scheduler, "set_begin_index"):
         scheduler.set_begin_index(t_start * order)
-    noise = torch.randn(z_v.shape, generator=generator, dtype=torch.float32).to(z_v.device, z_v.dtype)
+    # one draw for every picture of the batch: a picture is the same whether drawn alone or beside others
+    noise = torch.randn((1, *z_v.shape[1:]), generator=generator, dtype=torch.float32)
+    noise = noise.expand(len(z_v), *noise.shape[1:]).to(z_v.device, z_v.dtype)
     if n_run == 0:
         return StartLatents(z_v, timesteps, 0.0)
     if n_run == steps and beta >= 1.0:
@@ -129,7 +131,8 @@ class Reconstructor:
         z_v : (B, C, h, w) predicted VAE latents ẑ_v in scaled units
         prompt : the reconstruction prompt a_r, one for all or one per picture ("" for "w/o LLM")
         beta : noise strength in [0, 1] (Eq. 4)
-        seed : the same seed gives the same picture
+        seed : the same seed gives the same picture, drawn alone or in a batch (every picture of a batch
+            starts from the seed's one noise, so pictures that differ only in ẑ differ only by it)
         steps, guidance : scheduler steps of the full schedule, classifier-free guidance scale
         noise_level : unCLIP's noise augmentation of ẑ_c (0 = none)
         progress : optional callable(step, total) for progress bars
@@ -159,7 +162,9 @@ class Reconstructor:
             )
 
         # 3. Encode ẑ_c as unCLIP's class labels: noise augmentation + noise-level embedding
-        image_embeds = pipe.noise_image_embeddings(z_c, noise_level=noise_level, generator=generator)
+        embedding_noise = torch.randn((1, z_c.shape[1]), generator=generator, dtype=torch.float32)
+        embedding_noise = embedding_noise.expand_as(z_c).to(device, dtype)  # one draw per seed, as for the latents
+        image_embeds = pipe.noise_image_embeddings(z_c, noise_level=noise_level, noise=embedding_noise)
         if use_guidance:
             prompt_embeds = torch.cat([negative_embeds, prompt_embeds])
             image_embeds = torch.cat([torch.zeros_like(image_embeds), image_embeds])  # as the pipeline does

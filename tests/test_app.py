@@ -288,6 +288,35 @@ def test_reconstruction_then_beta_re_renders_only_the_final_image(ui, session):
     assert "whole number" in warning(ui, ui.rerender(0.5, -2, session))
 
 
+def test_a_recording_and_its_ablation_are_drawn_in_one_batch_as_each_is_drawn_alone(explorer, monkeypatch):
+    """A β change with a concept off draws both pictures in one pass (cheaper on a CPU); the same seed gives
+    each the same starting noise, so each is the picture drawn alone, to a level of rounding."""
+    import dataclasses
+
+    from neurochat.lru import LRUCache
+
+    drawer, batches = explorer.reconstructor, []
+
+    def counting(z_c, *args, **kwargs):
+        batches.append(len(z_c))
+        return drawer(z_c, *args, **kwargs)
+
+    monkeypatch.setattr(explorer, "reconstructor", counting)
+    subject = explorer.subjects[0]
+    whole = explorer.select(subject, explorer.trial_choices(subject)[2].nsd_id)
+    state = dataclasses.replace(whole, removed=[explorer.vocabulary[0]])
+    monkeypatch.setattr(explorer, "_pictures", LRUCache(8))
+    final, ablated = explorer.reconstruct_with_ablation(state, beta=0.55, seed=7)
+    assert batches == [2]
+    assert explorer.reconstruct_with_ablation(state, beta=0.55, seed=7)[1] is ablated and batches == [2]  # cached
+    monkeypatch.setattr(explorer, "_pictures", LRUCache(8))
+    alone = explorer.reconstruct(whole, beta=0.55, seed=7), explorer.reconstruct(state, beta=0.55, seed=7)
+    assert batches == [2, 1, 1]
+    for batched, single in zip((final, ablated), alone, strict=True):
+        assert np.abs(batched.astype(int) - single.astype(int)).max() <= 1
+    assert explorer.reconstruct_with_ablation(whole, beta=0.55, seed=7)[1] is None
+
+
 def test_localize_shows_the_brain_and_ablation_toggles(ui, explorer, session):
     import plotly.graph_objects as go
 

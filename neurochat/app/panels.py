@@ -45,11 +45,9 @@ class PanelHandlers:
         original_state = dataclasses.replace(trial, removed=[])
         if progress is not None:
             progress(0.0, desc="denoising")
-        final = explorer.reconstruct(original_state, beta=beta, seed=seed, progress=steps("denoising"))
-        ablated, session.ablation = None, None
-        if trial.removed:
-            ablated = explorer.reconstruct(trial, beta=beta, seed=seed, progress=steps("ablating and denoising"))
-            session.ablation = explorer.ablation(trial, trial.removed)  # cached by the reconstruction above
+        # the recording and its ablation (when concepts are off) in one batch: same seed, same starting noise
+        final, ablated = explorer.reconstruct_with_ablation(trial, beta=beta, seed=seed, progress=steps("denoising"))
+        session.ablation = explorer.ablation(trial, trial.removed) if trial.removed else None  # cached by the above
         prompt = trial.prompt
         shown_prompt = f"**prompt:** {prompt}" if prompt else "**prompt:** none yet (ẑ_c alone): ask to reconstruct"
         prior = explorer.vae_prior(original_state)  # (with concepts removed it would decode the ablated ẑ_v)
