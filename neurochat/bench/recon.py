@@ -3,7 +3,8 @@
     python -m neurochat.bench recon [--preset demo] [--runs 5] [--json PATH]
 
 Medians over `--runs` after one warm-up: the extractor forward on one recording, the VAE decode of
-ẑ_v (β = 0), and a full reconstruction at β = 0.93 with the default steps and guidance.
+ẑ_v (β = 0), a full reconstruction at β = 0.93 with the default steps and guidance, and two pictures
+(what a β change draws while a concept is off: the recording and its ablation) in one batch beside two passes.
 """
 
 from __future__ import annotations
@@ -57,11 +58,19 @@ def run(args: argparse.Namespace) -> int:
             return bundle.model(bundle.tokens(bundle.preprocessor(volume[None]).to(args.device)))
 
     output = encode()
+    prompt = "a photo of a cat on the grass"
+    pair_clip, pair_vae = output.clip.repeat(2, 1), output.vae.repeat(2, 1, 1, 1)
+
+    def draw(clip, vae, prompts):
+        return reconstructor(clip, vae, prompts, beta=DEFAULT_BETA, seed=0, steps=steps)
+
     numbers = {
         "extractor_s": _median_seconds(encode, args.runs),
         "decode_s": _median_seconds(lambda: reconstructor.decode(output.vae), args.runs),
-        "recon_s": _median_seconds(lambda: reconstructor(output.clip, output.vae, "a photo of a cat on the grass",
-                                                         beta=DEFAULT_BETA, seed=0, steps=steps), args.runs),  # fmt: skip
+        "recon_s": _median_seconds(lambda: draw(output.clip, output.vae, prompt), args.runs),
+        "two_pictures_one_batch_s": _median_seconds(lambda: draw(pair_clip, pair_vae, [prompt] * 2), args.runs),
+        "two_pictures_two_passes_s": _median_seconds(lambda: [draw(pair_clip[i : i + 1], pair_vae[i : i + 1], prompt)
+                                                             for i in range(2)], args.runs),  # fmt: skip
         "steps": steps,
         "image_size": preset.image_size,
         "torch_threads": torch.get_num_threads(),
@@ -70,6 +79,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"extractor forward (one recording): {numbers['extractor_s'] * 1000:.1f} ms")
     print(f"VAE decode of ẑ_v (β = 0):         {numbers['decode_s'] * 1000:.1f} ms")
     print(f"reconstruction, β = {DEFAULT_BETA}, {steps} steps, {preset.image_size} px: {numbers['recon_s']:.3f} s")
+    batch, passes = numbers["two_pictures_one_batch_s"], numbers["two_pictures_two_passes_s"]
+    print(f"two pictures (a β change with a concept off): one batch {batch:.3f} s, two passes {passes:.3f} s "
+          f"({batch / passes:.2f}x)")
     if args.json:
         write_json(args.json, numbers)
     return 0
