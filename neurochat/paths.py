@@ -77,11 +77,16 @@ def check_simnsd_version(root: str | Path, trained_on: int | None = None) -> Non
     wanted = SIMNSD_VERSION if trained_on is None else trained_on
     if found != wanted:
         size = json.loads((Path(root) / "simnsd" / "simnsd.json").read_text()).get("size", "demo")
-        raise DataError(f"the SimNSD tree at {root} was written by SimNSD version {found}, but "
-                        + (f"these models were trained on version {wanted}" if trained_on is not None
-                           else f"this NeuroChat simulates version {wanted}")
-                        + f": regenerate it with `python -m neurochat.sim --out {root} --size {size} --seed 0`"
-                        + ("" if trained_on is None else ", or rebuild the models with `python -m train.demo_bundle`"))  # fmt: skip
+        regenerate = f"regenerate it with `python -m neurochat.sim --out {root} --size {size} --seed 0`"
+        rebuild = "rebuild the models with `python -m train.demo_bundle`"
+        if trained_on is None:
+            advice = f"this NeuroChat simulates version {wanted}: {regenerate}"
+        elif trained_on == SIMNSD_VERSION:
+            advice = f"these models were trained on version {wanted}: {regenerate}, or {rebuild}"
+        else:  # this code writes neither: a tree it generates would not match the models either
+            advice = (f"these models were trained on version {wanted} and this NeuroChat simulates version "
+                      f"{SIMNSD_VERSION}: {rebuild} (or use the NeuroChat and bundle of the same commit)")
+        raise DataError(f"the SimNSD tree at {root} was written by SimNSD version {found}, but {advice}")
 
 
 def bundle_simnsd_version(weights_root: str | Path) -> int | None:

@@ -98,5 +98,6 @@ def test_models_trained_on_another_simnsd_version_are_refused(micro_bundle, sim_
     assert manifest["simnsd_version"] is not None  # the bundle says which brains it was trained on
     manifest["simnsd_version"] = 0
     WeightsLayout(bundle).manifest.write_text(json.dumps(manifest))
-    with pytest.raises(DataError, match=r"trained on version 0.*train\.demo_bundle"):
+    with pytest.raises(DataError, match=r"trained on version 0.*train\.demo_bundle") as refused:
         evaluate_main(["decoder", "--preset", "demo", "--weights", str(bundle), "--nsd-root", str(sim_root), "--limit", "2"])
+    assert "neurochat.sim --out" not in str(refused.value)  # a tree this code writes would not match them either
