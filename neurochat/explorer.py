@@ -362,14 +362,17 @@ class Explorer:
 
     def _pictures_of(self, jobs, beta, seed, steps, guidance, progress) -> list[np.ndarray]:
         """The pictures of (trial key, removed concepts, features, prompt) jobs; those not cached drawn in one batch."""
-        keys = [(key, tuple(removed), prompt, round(float(beta), 4), seed, steps, guidance) for key, removed, _, prompt in jobs]
+        keys = [(key, tuple(removed), prompt, round(float(beta), 4), seed, steps, guidance)
+                for key, removed, _, prompt in jobs]  # fmt: skip
         pictures = [self._pictures.fetch(cache_key) for cache_key in keys]
         missing = [index for index, picture in enumerate(pictures) if picture is None]
         if missing:
-            z_c = torch.stack([torch.as_tensor(jobs[index][2].clip) for index in missing])
-            z_v = torch.stack([torch.as_tensor(jobs[index][2].vae) for index in missing])
-            drawn = self.reconstructor(z_c, z_v, [jobs[index][3] for index in missing], beta=beta, seed=seed, steps=steps,
-                                       guidance=guidance, progress=progress)  # fmt: skip
+            features = [jobs[index][2] for index in missing]
+            prompts = [jobs[index][3] for index in missing]
+            z_c = torch.stack([torch.as_tensor(f.clip) for f in features])
+            z_v = torch.stack([torch.as_tensor(f.vae) for f in features])
+            drawn = self.reconstructor(z_c, z_v, prompts, beta=beta, seed=seed, steps=steps, guidance=guidance,
+                                       progress=progress)  # fmt: skip
             for index, picture in zip(missing, drawn, strict=True):
                 pictures[index] = self._pictures.put(keys[index], picture)
         return pictures
