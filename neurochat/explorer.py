@@ -39,7 +39,7 @@ from neurochat.nsd.betas import read_beta_map
 from neurochat.nsd.dataset import NSDDataset
 from neurochat.paths import cache_dir
 from neurochat.presets import Preset, get_preset
-from neurochat.reconstruct import DEFAULT_BETA, DEFAULT_GUIDANCE, DEFAULT_STEPS, Reconstructor
+from neurochat.reconstruct import DEFAULT_BETA, DEFAULT_GUIDANCE, Reconstructor
 from neurochat.trial import PROTOCOLS, ChatTurn, Features, TrialChoice, TrialState
 from neurochat.vocabulary import SCENES, asserted_mentions
 
@@ -65,6 +65,7 @@ class Explorer:
     def __init__(self, preset: Preset, dataset: NSDDataset, ensemble: list[ExtractorBundle], vision, reconstructor,
                  brainllm, *, vocabulary: list[str] | None, answer_key=None):  # fmt: skip
         self.preset = preset
+        self.steps = preset.denoising_steps  # the decoder's schedule: β moves the picture in steps of 1/steps
         self.dataset = dataset
         self.ensemble = ensemble
         self.extractor = ensemble[0]  # the main model (largest patches) reads ẑ_c, ẑ_v and the LLM tokens
@@ -333,12 +334,14 @@ class Explorer:
         """The decode of ẑ_v alone (β = 0): the low-level layout the brain gives."""
         return self.reconstruct(state, beta=0.0, prompt="")
 
-    def reconstruct(self, state: TrialState, beta: float = DEFAULT_BETA, seed: int = 0, steps: int = DEFAULT_STEPS,
+    def reconstruct(self, state: TrialState, beta: float = DEFAULT_BETA, seed: int = 0, steps: int | None = None,
                     prompt: str | None = None, guidance: float = DEFAULT_GUIDANCE, progress=None) -> np.ndarray:  # fmt: skip
         """Eq. 4 for this trial, uint8 (H, W, 3); with the LLM's prompt unless `prompt` is given.
 
         Concepts in `state.removed` are ablated first (same seed, β and prompt rules as `ablate`).
+        `steps` defaults to the preset's schedule.
         """
+        steps = steps or self.steps
         if state.removed:
             return self.ablate(state, state.removed, beta=beta, seed=seed, steps=steps, progress=progress)
         prompt = state.prompt or "" if prompt is None else prompt
@@ -354,7 +357,7 @@ class Explorer:
         if state.removed:
             details, ablated = self._ablated(state, state.removed, DEFAULT_FRACTION)
             jobs.append((state.key, details.concepts, ablated, details.prompt))
-        pictures = self._pictures_of(jobs, beta, seed, DEFAULT_STEPS, DEFAULT_GUIDANCE, progress)
+        pictures = self._pictures_of(jobs, beta, seed, self.steps, DEFAULT_GUIDANCE, progress)
         return pictures[0], pictures[1] if state.removed else None
 
     def _picture(self, key, removed, features: Features, prompt, beta, seed, steps, guidance, progress) -> np.ndarray:
@@ -396,7 +399,7 @@ class Explorer:
         return heatmap
 
     def ablate(self, state: TrialState, concepts: list[str], beta: float = DEFAULT_BETA, seed: int = 0,
-               steps: int = DEFAULT_STEPS, fraction: float = DEFAULT_FRACTION, guidance: float = DEFAULT_GUIDANCE,
+               steps: int | None = None, fraction: float = DEFAULT_FRACTION, guidance: float = DEFAULT_GUIDANCE,
                progress=None) -> np.ndarray:  # fmt: skip
         """The reconstruction after zeroing the concepts' top voxels; the trial itself is untouched.
 
@@ -404,7 +407,8 @@ class Explorer:
         and may not name the removed concepts (a prompt written before would still name them).
         """
         details, ablated = self._ablated(state, concepts, fraction)
-        return self._picture(state.key, details.concepts, ablated, details.prompt, beta, seed, steps, guidance, progress)
+        return self._picture(state.key, details.concepts, ablated, details.prompt, beta, seed, steps or self.steps,
+                             guidance, progress)  # fmt: skip
 
     def ablation(self, state: TrialState, concepts: Sequence[str], fraction: float = DEFAULT_FRACTION) -> Ablation:
         """The zeroed voxels of `concepts` in this recording and the prompt written for what is left (cached)."""

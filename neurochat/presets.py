@@ -26,6 +26,10 @@ from neurochat.models.bundle import EXTRACTORS_DIR, PAPER_MODELS_DIR, WeightsLay
 from neurochat.paths import CHECKPOINTS
 
 PRESETS = ("demo", "paper")
+# The demo decoder draws as well in 10 steps as in 20 (from true CLIP embeddings a picture names a true
+# object in 75% vs 76%, CLIP two-way 98.9% both: `python -m neurochat.evaluate decoder --steps N`), and
+# half the steps keep a β change under 3 s with 8 users on 2 CPU cores (`python -m neurochat.bench soak`).
+DEMO_DENOISING_STEPS = 10
 PAPER_HUB_IDS = {
     "clip": "openai/clip-vit-large-patch14",
     "unclip": "stabilityai/stable-diffusion-2-1-unclip-small",
@@ -48,6 +52,7 @@ class Preset:
     image_size: int | None
     patch_sizes: tuple[int, ...]  # ViT3D patch sizes; the first is the main model, all three the
     # localization ensemble (Sec. 4.4: 14, 12, 10; the demo grid is half NSD's, so 7, 6, 5)
+    denoising_steps: int  # the decoder's schedule; a pass at β runs round(steps·β) of them
 
     @property
     def layout(self) -> WeightsLayout:
@@ -75,7 +80,7 @@ def get_preset(name: str, weights: str | Path | None = None) -> Preset:
     if name == "demo":
         bundle = WeightsLayout(Path(weights) if weights else CHECKPOINTS / "demo")
         return Preset("demo", bundle.clip_dir, bundle.unclip_dir, bundle.llm_dir, bundle.extractors, image_size=64,
-                      patch_sizes=(7, 6, 5))  # fmt: skip
+                      patch_sizes=(7, 6, 5), denoising_steps=DEMO_DENOISING_STEPS)  # fmt: skip
     if name == "paper":
         root = weights or os.environ.get("NEUROCHAT_WEIGHTS")
         if not root:
@@ -96,6 +101,7 @@ def get_preset(name: str, weights: str | Path | None = None) -> Preset:
             # at 512. Metrics downsample to NSD's 425 px either way (App. C.1).
             image_size=None,
             patch_sizes=(14, 12, 10),
+            denoising_steps=20,
         )
     raise ConfigError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
 

@@ -132,12 +132,12 @@ def test_picking_subject_trial_protocol_and_random(ui, explorer, session):
 
 
 def _open_link(ui, query: dict, session=None):
-    """The page's load with `query` in its address, as Gradio hands it over (β 0.95, seed 0, threshold 0.5)."""
+    """The page's load with `query` in its address, as Gradio hands it over (β 0.9, seed 0, threshold 0.5)."""
     import gradio as gr
 
     from neurochat.app.session import Session
 
-    return ui.start(session or Session(), 0.95, 0, 0.5, request=gr.Request(query_params=query))
+    return ui.start(session or Session(), 0.9, 0, 0.5, request=gr.Request(query_params=query))
 
 
 def test_a_link_restores_trial_beta_seed_and_removed_concepts(ui, explorer):
@@ -155,12 +155,12 @@ def test_a_link_restores_trial_beta_seed_and_removed_concepts(ui, explorer):
     assert concept in out[ui.c.concepts]["choices"] and concept not in out[ui.c.concepts]["value"]  # located, unticked
     assert f'"{concept}"' in out[ui.c.brain_title] and session.shown == concept
     assert out[ui.c.ablated]["value"].ndim == 3 and "voxels zeroed" in out[ui.c.ablation_info]
-    assert "β = 0.50** (10 of 20 denoising steps) · seed 3" in out[ui.c.shown_beta]
+    assert "β = 0.50** (5 of 10 denoising steps) · seed 3" in out[ui.c.shown_beta]
 
     link, as_json = ui.share_links(session, 0.5, 3, "http://lab.example:7860/")
     assert link == "http://lab.example:7860/" + share_query(session, 0.5, 3) and f"remove={concept}" in link
     for pasted in (link, as_json):  # either, pasted into another tab's share panel, opens the same view
-        other = ui.open_shared(pasted, Session(), 0.95, 0, 0.5)[ui.c.state]
+        other = ui.open_shared(pasted, Session(), 0.9, 0, 0.5)[ui.c.state]
         assert other.trial.key == session.trial.key and other.trial.removed == [concept]
     plain = _open_link(ui, {})
     assert plain[ui.c.state].trial.nsd_id == ui.default_trial and "link" not in plain[ui.c.status]
@@ -179,7 +179,7 @@ def test_a_bad_link_is_refused_by_name_and_the_first_trial_opens(ui, explorer, s
         assert out[ui.c.state].trial.key == (ui.default_subject, ui.default_trial, "averaged", None)
         assert out[ui.c.state].trial.removed == [] and ui.c.beta not in out and out[ui.c.stimulus] is not None
     before = session.trial.key
-    refused = ui.open_shared('{"trial": 12, "seed": -1}', session, 0.95, 0, 0.5)  # pasted: nothing changes
+    refused = ui.open_shared('{"trial": 12, "seed": -1}', session, 0.9, 0, 0.5)  # pasted: nothing changes
     assert "seed '-1' is not a whole number" in warning(ui, refused) and session.trial.key == before
 
 
@@ -266,23 +266,21 @@ def test_a_second_message_while_busy_is_not_asked_twice(ui, session):
 def test_reconstruction_then_beta_re_renders_only_the_final_image(ui, session):
     from neurochat.app.ui import RECONSTRUCT
 
-    from neurochat.reconstruct import DEFAULT_STEPS
-
     out, _ = ask(ui, session, RECONSTRUCT)
     final = out[ui.c.final]
     assert final.dtype == np.uint8 and final.ndim == 3
     assert "prompt:" in out[ui.c.prompt]
-    # β = 0.93 runs round(20 × 0.93) = 19 denoising steps: the page says β = 0.95, the β of those steps
-    assert "β = 0.95** (19 of 20 denoising steps) · seed 0" in out[ui.c.shown_beta]
-    assert ui.c.beta.step == 1 / DEFAULT_STEPS and ui.c.beta.value == 0.95  # the slider has only those β
+    # β = 0.93 runs round(10 × 0.93) = 9 of the demo's 10 denoising steps: the page says β = 0.90, the β of those steps
+    assert ui.explorer.steps == 10 and "β = 0.90** (9 of 10 denoising steps) · seed 0" in out[ui.c.shown_beta]
+    assert ui.c.beta.step == 1 / 10 and ui.c.beta.value == 0.9  # the slider has only those β
     assert Path(value(out[ui.c.dl_images])).exists()
     again = ui.rerender(0.3, 0, session)
     assert not np.array_equal(again[ui.c.final], final)
     assert ui.c.prior not in again  # the VAE prior does not move with β
     assert ui.rerender(0.3, 0, session) == ui._unchanged()  # what the page shows already is not drawn or sent again
-    assert ui.rerender(0.31, 0, session) == ui._unchanged()  # the same 6 steps: the same picture
-    assert "β = 0.30** (6 of 20" in again[ui.c.shown_beta]
-    step_on = ui.rerender(0.35, 0, session)  # the next slider step: one more denoising step, another picture
+    assert ui.rerender(0.31, 0, session) == ui._unchanged()  # the same 3 steps: the same picture
+    assert "β = 0.30** (3 of 10" in again[ui.c.shown_beta]
+    step_on = ui.rerender(0.4, 0, session)  # the next slider step: one more denoising step, another picture
     assert not np.array_equal(step_on[ui.c.final], again[ui.c.final])
     assert "outside 0…1" in warning(ui, ui.rerender(1.5, 0, session))
     assert "whole number" in warning(ui, ui.rerender(0.5, -2, session))

@@ -66,11 +66,11 @@ def test_a_script_explores_a_trial(client, explorer, tmp_path):  # noqa: F811
     picked = call(client, "/select_trial", subject, nsd_id, "averaged")
     assert picked["status"].startswith(f"Now exploring {subject}, image {nsd_id}")
 
-    turn = call(client, "/chat", RECONSTRUCT, 0.95, 0, 0.5)
+    turn = call(client, "/chat", RECONSTRUCT, 0.9, 0, 0.5)
     assert turn["Chat with the recording"][-1]["role"] == "assistant"
-    assert value(turn["Reconstruction"]).endswith((".webp", ".png")) and "β = 0.95" in turn["shown β"]
+    assert value(turn["Reconstruction"]).endswith((".webp", ".png")) and "β = 0.90" in turn["shown β"]
     rendered = call(client, "/reconstruct", 0.5, 0)
-    assert "β = 0.50** (10 of 20 denoising steps)" in rendered["shown β"]
+    assert "β = 0.50** (5 of 10 denoising steps)" in rendered["shown β"]
 
     concept = explorer.example_concept(nsd_id)
     located = call(client, "/localize", concept, 0.5)

@@ -220,7 +220,7 @@ def _assert_status_clear_of_title(page) -> None:
 
 def _reconstruct(page) -> str:
     page.get_by_role("button", name="Reconstruct", exact=True).click()
-    page.locator("#nc-shown-beta").get_by_text("β = 0.95").wait_for()  # the default β's 19 of 20 steps
+    page.locator("#nc-shown-beta").get_by_text("β = 0.90").wait_for()  # the default β's 9 of 10 steps
     return wait_for_new_image(page, "#nc-final", None)
 
 
@@ -237,10 +237,10 @@ def test_the_latest_beta_wins_and_is_shown(server, browser, shots):
     time.sleep(2)  # nothing older may arrive after it
     assert "β = 0.70" in page.locator("#nc-shown-beta").inner_text() and _src(page, "#nc-final") == last
     slider = page.locator("#nc-beta input[type=range]")
-    assert slider.get_attribute("step") == "0.05"  # only the β of whole denoising steps exist
+    assert slider.get_attribute("step") == "0.1"  # only the β of whole denoising steps exist
     slider.focus()
     slider.press("ArrowLeft")  # the keyboard re-renders too
-    page.locator("#nc-shown-beta").get_by_text("β = 0.65").wait_for()
+    page.locator("#nc-shown-beta").get_by_text("β = 0.60").wait_for()
     assert wait_for_new_image(page, "#nc-final", last) != last
     _snap(page, shots, "10-latest-beta")
     page.close()
@@ -362,6 +362,6 @@ def test_uploads_an_empty_volume_is_refused_and_a_4d_file_gets_a_volume_picker(s
 
 def test_the_app_benchmark_times_a_beta_change_and_an_ablation_in_the_browser(server, browser):
     """`python -m neurochat.bench app --browser` drives the page this way (its numbers are printed, not asserted)."""
-    seconds = browser_timings(server, betas=[0.6, 0.85], concepts=["dog", "cat"], browser=browser)
+    seconds = browser_timings(server, betas=[0.6, 0.8], concepts=["dog", "cat"], browser=browser)
     assert len(seconds["beta_s"]) == 2 and len(seconds["ablate_s"]) == 2
     assert all(0 < s < STEP_TIMEOUT_MS / 1000 for s in seconds["beta_s"] + seconds["ablate_s"])

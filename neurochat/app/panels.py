@@ -29,14 +29,14 @@ class PanelHandlers:
 
     def _render(self, session, beta: float, seed, progress=None) -> dict:
         """The reconstruction with the current β and seed; and the ablated one when concepts are off."""
-        from neurochat.reconstruct import DEFAULT_STEPS, denoising_steps
+        from neurochat.reconstruct import denoising_steps
 
         c, explorer = self.c, self.explorer
         trial = self._require_trial(session).trial
         # A pass at β runs round(steps·β) denoising steps (`denoising_steps`): β moves the picture in steps of
         # 1/steps, so the β drawn with is the one of the step count, and the page says so.
-        run, seed = denoising_steps(_check_beta(beta), DEFAULT_STEPS), _check_seed(seed)
-        beta = run / DEFAULT_STEPS
+        run, seed = denoising_steps(_check_beta(beta), explorer.steps), _check_seed(seed)
+        beta = run / explorer.steps
         drawn = (trial.key, trial.prompt, beta, seed)
         shown = {"final": drawn, "ablated": (*drawn, tuple(trial.removed))}
         if session.rendered == shown:  # e.g. the `release` after an `input` of the same β: already on the page
@@ -67,7 +67,7 @@ class PanelHandlers:
             c.final: final if changed["final"] else gr.update(),
             c.ablated: ablated_update,
             c.prompt: shown_prompt,
-            c.shown_beta: f"Shown: **β = {beta:.2f}** ({run} of {DEFAULT_STEPS} denoising steps) · seed {seed}",
+            c.shown_beta: f"Shown: **β = {beta:.2f}** ({run} of {explorer.steps} denoising steps) · seed {seed}",
             c.ablation_info: _ablation_sentence(session.ablation),
             c.concepts: self._chips(session),
             c.dl_images: gr.update(value=str(strip), interactive=True),

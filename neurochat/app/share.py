@@ -142,7 +142,7 @@ def _beta(value, whose: str = "") -> float:
     if not 0.0 <= beta <= 1.0:
         raise Problem(f"{whose}β = {beta:g} is outside 0…1: it is the share of noise mixed into the brain's "
                       "VAE latent.")  # fmt: skip
-    return round(beta, 4)  # the slider's 1/20 steps kept, its float dust (0.15000000000000002) dropped
+    return round(beta, 4)  # the slider's steps kept, its float dust (0.15000000000000002) dropped
 
 
 def _seed(value, whose: str = "") -> int:

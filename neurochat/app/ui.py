@@ -65,7 +65,7 @@ class ExplorerUI(SessionHandlers):
     # -- layout ----------------------------------------------------------------------------------
 
     def build(self):
-        from neurochat.reconstruct import DEFAULT_BETA, DEFAULT_STEPS, denoising_steps
+        from neurochat.reconstruct import DEFAULT_BETA, denoising_steps
 
         explorer, c = self.explorer, self.c
         preset = explorer.preset.name
@@ -80,7 +80,7 @@ class ExplorerUI(SessionHandlers):
                 c.share = gr.Button("↗ share", size="sm", variant="secondary", scale=0, min_width=70)
                 c.help = gr.Button("? help", size="sm", variant="secondary", scale=0, min_width=60)
             with gr.Column(visible=False, elem_id="nc-help") as c.help_panel:  # floats over the page (style.css)
-                gr.Markdown(HELP.format(steps=DEFAULT_STEPS))
+                gr.Markdown(HELP.format(steps=explorer.steps))
                 c.help_close = gr.Button("close", size="sm", scale=0, min_width=60)
             with gr.Column(visible=False, elem_id="nc-share") as c.share_panel:  # floats too
                 gr.Markdown(SHARE_HELP)
@@ -142,8 +142,8 @@ class ExplorerUI(SessionHandlers):
                         with gr.Column(scale=2, min_width=230, elem_classes="nc-compact"):
                             with gr.Row(elem_classes="nc-compact"):
                                 # only the β of whole denoising steps exist (`denoising_steps`): the slider snaps to them
-                                default = denoising_steps(DEFAULT_BETA, DEFAULT_STEPS) / DEFAULT_STEPS
-                                c.beta = gr.Slider(0.0, 1.0, value=default, step=1 / DEFAULT_STEPS,
+                                default = denoising_steps(DEFAULT_BETA, explorer.steps) / explorer.steps
+                                c.beta = gr.Slider(0.0, 1.0, value=default, step=1 / explorer.steps,
                                                    label="β (noise into ẑ_v)", scale=3, elem_id="nc-beta")  # fmt: skip
                                 c.seed = gr.Number(DEFAULT_SEED, label="seed", precision=0, minimum=0, scale=1,
                                                    min_width=64)  # fmt: skip

@@ -126,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     ablate_s = _p50([_timed(explorer.ablate, state, [concept]) for concept in concepts[: args.runs + 1]][1:])
     first_token_s = _p50([_first_token(explorer, state) for _ in range(args.runs + 1)][1:])
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
-    in_browser = _in_browser(args, nsd_root, concepts[: args.runs + 1]) if args.browser else {}
+    in_browser = _in_browser(args, nsd_root, concepts[: args.runs + 1], explorer.steps) if args.browser else {}
 
     numbers = {"cold_start_s": _p50(cold), "beta_s": beta_s, "first_localize_s": first_localize_s,
                "fit_s": fit_s, "localize_s": localize_s, "ablate_s": ablate_s,
@@ -163,13 +163,13 @@ def _cold_start(args: argparse.Namespace, nsd_root: Path, threads: int) -> float
     return float(json.loads(done.stdout.strip().splitlines()[-1])["seconds"])
 
 
-def _in_browser(args: argparse.Namespace, nsd_root: Path, concepts: list[str]) -> dict[str, float]:
+def _in_browser(args: argparse.Namespace, nsd_root: Path, concepts: list[str], steps: int) -> dict[str, float]:
     """β changes and ablations timed in headless Chromium on the app started as a subprocess
     (medians after one untimed warm-up of each)."""
     from neurochat.bench.browser import browser_timings
     from neurochat.bench.server import AppServer
 
-    betas = [round(0.55 + 0.05 * i, 2) for i in range(args.runs + 1)]  # whole steps of 1/20, none rendered before
+    betas = _slider_betas(steps, args.runs + 1)
     with tempfile.TemporaryDirectory(prefix="neurochat-bench-app-") as scratch:
         app_args = argparse.Namespace(preset=args.preset, weights=args.weights, nsd_root=nsd_root, threads=args.threads)
         server = AppServer.start(app_args, Path(scratch), name="app --browser")
@@ -178,6 +178,18 @@ def _in_browser(args: argparse.Namespace, nsd_root: Path, concepts: list[str]) -
         finally:
             server.stop()
     return {"browser_beta_s": _p50(seconds["beta_s"][1:]), "browser_ablate_s": _p50(seconds["ablate_s"][1:])}
+
+
+def _slider_betas(steps: int, count: int) -> list[float]:
+    """`count` β values the slider has (whole denoising steps), below the default β's: each a picture not drawn before."""
+    from neurochat.errors import ConfigError
+    from neurochat.reconstruct import DEFAULT_BETA, denoising_steps
+
+    below_default = denoising_steps(DEFAULT_BETA, steps) - 1
+    if count > below_default:
+        raise ConfigError(f"--runs {count - 1}: the slider has only {below_default} β values below the default; "
+                          f"give at most --runs {below_default - 1}")  # fmt: skip
+    return [round((below_default - i) / steps, 4) for i in range(count)]
 
 
 def _concepts(explorer, state, count: int) -> list[str]:

@@ -280,7 +280,8 @@ class _User:
         return options[int(self.rng.integers(len(options)))]
 
     def _beta(self) -> float:
-        return round(float(self.rng.integers(6, 21)) / 20, 2)  # 0.30 … 1.00 in the slider's steps of 1/20
+        # 0.30 … 1.00 in the demo slider's steps of 1/10 (another preset's app snaps them to its own steps)
+        return round(float(self.rng.integers(3, 11)) / 10, 2)
 
     def _seed(self) -> int:
         return int(self.rng.integers(4))

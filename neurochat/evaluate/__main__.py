@@ -36,13 +36,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     _dataset_options(decoder)
     decoder.add_argument("--limit", type=int, help="test pictures (default: all shared ones)")
     decoder.add_argument("--seed", type=int, default=0)
-    decoder.add_argument("--steps", type=int, default=20)
+    decoder.add_argument("--steps", type=int, help="denoising steps (default: the preset's)")
     decoder.add_argument("--guidance", type=float, help="classifier-free guidance (default: the explorer's)")
     decoder.add_argument("--figure", metavar="PNG", help="write the first 12 stimuli above their oracle pictures here")
     recon = commands.add_parser("recon", help="reconstruction metrics (Table 2), optional β sweep (Fig. 5, 6)")
     _dataset_options(recon)
     recon.add_argument("--per-subject", type=int, help="test images per subject (default: all)")
-    recon.add_argument("--steps", type=int, default=20)
+    recon.add_argument("--steps", type=int, help="denoising steps (default: the preset's)")
     recon.add_argument("--beta", type=float, default=0.93)
     recon.add_argument("--seeds", type=int, default=1, help="diffusion seeds per reconstruction: the metrics are their "
                        "means, with their spread (`seed_sd`); one seed's CLIP two-way moves by several points")  # fmt: skip
@@ -78,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                             "(default: all)")  # fmt: skip
     everything.add_argument("--recon-per-subject", type=int, help="test images per subject for the reconstructions "
                             "alone, the slow part (default: --per-subject)")  # fmt: skip
-    everything.add_argument("--steps", type=int, default=20)
+    everything.add_argument("--steps", type=int, help="denoising steps (default: the preset's)")
     everything.add_argument("--beta", type=float, default=0.93)
     everything.add_argument("--seeds", type=int, default=1, help="diffusion seeds per reconstruction (see `recon --seeds`)")
     everything.add_argument("--backbones", help="folder with TorchScript AlexNet/Inception/EffNet/SwAV extractors")
@@ -101,6 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     quiet_libraries()
     preset = get_preset(args.preset, args.weights)
+    if getattr(args, "steps", None) is None:
+        args.steps = preset.denoising_steps
     root = dataset_root(args.preset, args.nsd_root)
     check_simnsd_version(root, trained_on=bundle_simnsd_version(preset.layout.root))
     dataset = NSDDataset(root, max_session=args.max_session)
@@ -269,7 +271,7 @@ def _localize(args, preset, dataset, vision) -> dict:
     print(f"AUC, random map: {auc['random']:.3f} ({auc['n']} cases)")
     reconstructor = Reconstructor(load_unclip(preset))
     ablation = evaluate_ablation(dataset, localizer, reconstructor, vision, key, fraction=args.fraction,
-                                 beta=args.ablation_beta, max_cases=args.ablation_cases)  # fmt: skip
+                                 beta=args.ablation_beta, max_cases=args.ablation_cases, steps=args.steps)  # fmt: skip
     for where, scores in (("picture", ablation), ("ẑ_c", ablation["embedding"])):
         print(f"ablation ({args.method} maps, q={args.fraction:g}, β={args.ablation_beta:g}), {where}: removed concept falls "
               f"below the others in {scores['removed_below_others']:.1%} of {ablation['n']} cases "
@@ -282,7 +284,8 @@ def _localize(args, preset, dataset, vision) -> dict:
     if args.figure:
         from neurochat.evaluate.figures import localization_figures
 
-        results["figures"] = localization_figures(dataset, localizer, reconstructor, key, Path(args.figure))
+        results["figures"] = localization_figures(dataset, localizer, reconstructor, key, Path(args.figure),
+                                                          steps=args.steps)  # fmt: skip
     return results
 
 
