@@ -23,12 +23,12 @@ import torch
 
 from neurochat.errors import ConfigError, DataError
 
-# β = 0.93 is the paper's (Sec. 4.1, App. C). On the demo the β sweep keeps it: with the decoder's
-# zero-terminal-SNR schedule object_hit and CLIP two-way plateau from β ≈ 0.7 to 1 while PixCorr has
-# fallen to its floor, and at 0.93 the picture comes from ẑ_c and the prompt, so an ablation shows in it
-# in full (`python notebooks/experiments/decoder/beta_guidance.py`; the report's β sweep).
+# β = 0.93 is the paper's (Sec. 4.1, App. C). On the demo the report's β sweep keeps it: object_hit rises
+# from the decode of ẑ_v alone (β = 0) to a plateau from β ≈ 0.6 to 1 while PixCorr falls, and at 0.93 the
+# picture comes from ẑ_c and the prompt, so an ablation shows in it in full (the report's β sweep;
+# `python notebooks/experiments/decoder/beta_guidance.py`).
 DEFAULT_BETA = 0.93
-DEFAULT_STEPS = 20
+DEFAULT_STEPS = 20  # a preset may run fewer (`Preset.denoising_steps`)
 # Classifier-free guidance: at β = 0.93 the demo decoder names a true object in more reconstructions at 6
 # than at 3 (same script), and Stable Diffusion's own default (7.5) is of the same order.
 DEFAULT_GUIDANCE = 6.0

@@ -38,7 +38,7 @@ from neurochat.sim.scenes import CANVAS, Scene, sample_scene
 
 BETA_SCALE = 300.0  # NSD stores int16 = 300 x percent signal change
 RUN_LENGTHS = (63, 62)  # NSD sessions alternate runs of 63 and 62 trials (12 runs, 750 trials)
-SIMNSD_VERSION = 1
+SIMNSD_VERSION = 2  # 2: the demo size's concept gain doubled (calibration against NSD)
 
 
 @dataclass(frozen=True)
