@@ -19,7 +19,7 @@ from neurochat.cli import add_dataset_options, write_json
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_dataset_options(parser, max_session=False)
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=None, help="default: the reconstruction default (20)")
+    parser.add_argument("--steps", type=int, default=None, help="default: the preset's (demo 10, paper 20)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", metavar="PATH", help="also write the numbers to this JSON file")
 
@@ -43,14 +43,14 @@ def run(args: argparse.Namespace) -> int:
     from neurochat.nsd import NSDDataset
     from neurochat.paths import ensure_simnsd
     from neurochat.presets import get_preset
-    from neurochat.reconstruct import DEFAULT_BETA, DEFAULT_STEPS, Reconstructor
+    from neurochat.reconstruct import DEFAULT_BETA, Reconstructor
 
     quiet_libraries()
     preset = get_preset(args.preset, args.weights)
     dataset = NSDDataset(args.nsd_root or ensure_simnsd("demo"))
     bundle = load_main_extractor(preset, device=args.device)
     reconstructor = Reconstructor(load_unclip(preset, device=args.device))
-    steps = args.steps or DEFAULT_STEPS
+    steps = args.steps or preset.denoising_steps
     volume = dataset.read_trial(dataset.subjects[0], int(dataset.trials(dataset.subjects[0]).trial[0]))
 
     def encode():
