@@ -65,7 +65,6 @@ class Explorer:
     def __init__(self, preset: Preset, dataset: NSDDataset, ensemble: list[ExtractorBundle], vision, reconstructor,
                  brainllm, *, vocabulary: list[str] | None, answer_key=None):  # fmt: skip
         self.preset = preset
-        self.steps = preset.denoising_steps  # the decoder's schedule: β moves the picture in steps of 1/steps
         self.dataset = dataset
         self.ensemble = ensemble
         self.extractor = ensemble[0]  # the main model (largest patches) reads ẑ_c, ẑ_v and the LLM tokens
@@ -84,6 +83,11 @@ class Explorer:
         self._ablations = LRUCache(16)  # (trial key, concepts, fraction, prompt) -> (Ablation, its Features)
         self._uploads = LRUCache(UPLOADS_KEPT)  # key -> (volume, mask, affine)
         self._upload_numbers = itertools.count(1)  # each upload's own key, also after older ones are dropped
+
+    @property
+    def steps(self) -> int:
+        """The decoder's schedule (the preset's): β moves the picture in steps of 1/steps."""
+        return self.preset.denoising_steps
 
     # -- loading ----------------------------------------------------------------------------------
 
