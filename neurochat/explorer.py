@@ -31,7 +31,14 @@ from neurochat.ablate import DEFAULT_FRACTION, Ablation, ablate
 from neurochat.encoding import dataset_references
 from neurochat.errors import ConfigError, DataError
 from neurochat.language import RECONSTRUCTION_INSTRUCTION, localization_instruction, parse_localization_request
-from neurochat.language.questions import unknown_concept, unknown_concept_answer
+from neurochat.language.questions import (
+    OBJECT_LIST_QUESTION,
+    existence_from_listing,
+    existence_target,
+    listing_note,
+    unknown_concept,
+    unknown_concept_answer,
+)
 from neurochat.localize import ConceptLocalizer, Heatmap
 from neurochat.lru import LRUCache
 from neurochat.models.extractor import ExtractorBundle
@@ -80,6 +87,7 @@ class Explorer:
         self._features = LRUCache(32)
         self._heatmaps = LRUCache(32)  # 1.4 MB each (demo); a map is recomputed in milliseconds once fitted
         self._pictures = LRUCache(128)
+        self._listings = LRUCache(64)  # trial key -> the LLM's answer to OBJECT_LIST_QUESTION
         self._ablations = LRUCache(16)  # (trial key, concepts, fraction, prompt) -> (Ablation, its Features)
         self._uploads = LRUCache(UPLOADS_KEPT)  # key -> (volume, mask, affine)
         self._upload_numbers = itertools.count(1)  # each upload's own key, also after older ones are dropped
@@ -278,7 +286,8 @@ class Explorer:
         paper's instructions (Tables 5 and 6), and the turn's `action` tells the caller to run them.
         A question about a thing the world has no concept of ("Is there a unicorn?", "Where is the
         unicorn in the brain?") is answered that it has none, without asking the LLM, which would
-        answer about something it knows.
+        answer about something it knows. A plain yes/no question about one object ("Is there a dog?")
+        is answered from the LLM's own list of the objects it sees (`object_listing`), and a note says so.
         """
         text = (message or "").strip()
         if not text:
@@ -288,6 +297,11 @@ class Explorer:
         unknown = unknown_concept(text, self.vocabulary) if self.vocabulary else None
         if unknown is not None:
             return ChatTurn(iter([unknown_concept_answer(unknown, self.vocabulary)]), state, text, None, [], remember=False)
+        asked = existence_target(text, self.objects) if self.vocabulary else None
+        if asked is not None:
+            listing = self.object_listing(state)
+            answer = existence_from_listing(asked, listing, self.objects)
+            return ChatTurn(iter([answer]), state, text, None, [listing_note(listing)])
         concept = parse_localization_request(text, self.vocabulary)
         if concept is not None:
             sent, action = localization_instruction(concept), ("localize", concept)
@@ -301,6 +315,22 @@ class Explorer:
         distinct = self.vocabulary if action and action[0] == "reconstruct" else None
         stream = self.brainllm.stream(features.fmri_tokens, messages, max_new_tokens, distinct_concepts=distinct)
         return ChatTurn(stream, state, sent, action, list(stream.notes))
+
+    @property
+    def objects(self) -> list[str]:
+        """The object concepts of the vocabulary (its scenes left out)."""
+        return [name for name in self.vocabulary or [] if name not in SCENES]
+
+    def object_listing(self, state: TrialState) -> str:
+        """The LLM's answer to "What objects are in the picture?" about this recording (greedy, each
+        object named once), asked once per trial: yes/no questions about objects are read off it."""
+        cached = self._listings.fetch(state.key)
+        if cached is None:
+            messages = [{"role": "user", "content": OBJECT_LIST_QUESTION}]
+            reply = self.brainllm.generate(self.features(state).fmri_tokens, messages, CHAT_ANSWER_TOKENS,
+                                           distinct_concepts=self.objects)  # fmt: skip
+            cached = self._listings.put(state.key, reply.text.strip())
+        return cached
 
     def check_localization_request(self, text: str) -> None:
         """Refuse a request to locate a concept the models do not know, naming close ones (a `ConceptError`).

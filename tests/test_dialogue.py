@@ -11,6 +11,7 @@ import pytest
 from neurochat.evaluate.dialogue import (
     TARGETS,
     ask_cases,
+    chat_asker,
     dialogue_cases,
     format_table,
     hallucinated,
@@ -28,7 +29,13 @@ from neurochat.language.answers import (
     says_cannot_tell,
 )
 from neurochat.language.dialogue import FOLLOW_UP_KINDS, FRESH_KINDS, dialogue_turns
-from neurochat.language.questions import unknown_concept, unknown_concept_answer
+from neurochat.language.questions import (
+    OBJECT_LIST_QUESTION,
+    existence_from_listing,
+    existence_target,
+    unknown_concept,
+    unknown_concept_answer,
+)
 from neurochat.nsd import NSDDataset
 from neurochat.vocabulary import CONCEPT_NAMES, OBJECTS, asserted_mentions, mention_spans, mentions, plural
 
@@ -192,6 +199,81 @@ def test_the_explorer_answers_unknown_concepts_itself_and_chips_only_what_is_ass
     assert explorer.note_concepts(state, "Is there a dog? Yes, there are two dogs, on the left and right.") == ["dog"]
     assert explorer.note_concepts(state, "There is no cat, but a bird flies over the beach.") == ["bird", "beach"]
     assert state.concepts == ["dog", "bird", "beach"]
+
+
+@pytest.mark.parametrize("text, target", [
+    ("Is there a dog in the picture?", "dog"), ("Do you see any dogs?", "dog"), ("Can you see an elephant?", "elephant"),
+    ("does the image show a hot dog", "hot dog"), ("Are there sheep here?", "sheep"), ("Is there a teddy bear?", "teddy bear"),
+    ("Is there a dog on the left?", None), ("Is there a dog and a ball?", None), ("Are there two dogs?", None),
+    ("Is there a beach?", None), ("Where is the dog?", None), ("Is there a unicorn?", None),
+])  # fmt: skip
+def test_plain_yes_no_questions_about_one_object_are_recognised(text, target):
+    assert existence_target(text, OBJECT_NAMES) == target
+
+
+def test_yes_no_answers_read_off_the_llms_own_list():
+    listing = "The picture shows two dogs and a hot dog."
+    assert existence_from_listing("dog", listing, OBJECT_NAMES) == "Yes, there are two dogs in the picture."
+    assert existence_from_listing("hot dog", listing, OBJECT_NAMES) == "Yes, there is one hot dog in the picture."
+    assert existence_from_listing("cat", listing, OBJECT_NAMES) == "No, there is no cat in the picture."
+    assert existence_from_listing("cat", "There is no cat, only a dog.", OBJECT_NAMES).startswith("No,")
+
+
+class _ListingLLM:
+    """A scripted fMRI-LLM: it lists `listings[row]` when asked what it sees, answers "Yes" to anything else."""
+
+    def __init__(self, listings):
+        self.listings, self.asked = listings, []
+
+    def generate(self, fmri, conversations, max_new_tokens=64, **kwargs):
+        from types import SimpleNamespace
+
+        single = fmri.dim() == 2  # one recording (T, D) and one conversation, as `Explorer.chat` asks
+        fmri, conversations = (fmri[None], [conversations]) if single else (fmri, conversations)
+        rows = [int(row) for row in fmri.reshape(len(fmri), -1)[:, 0]]
+        self.asked += [(row, messages[-1]["content"]) for row, messages in zip(rows, conversations)]
+        replies = [SimpleNamespace(text=self.listings[row] if messages[-1]["content"] == OBJECT_LIST_QUESTION else "Yes.")
+                   for row, messages in zip(rows, conversations)]  # fmt: skip
+        return replies[0] if single else replies
+
+
+def test_the_evaluated_chat_reads_yes_and_no_off_the_list_as_the_explorer_does(test_facts):
+    import torch
+
+    facts, vocabulary = test_facts
+    objects = [name for name in vocabulary if name in OBJECT_NAMES]
+    cases = [c for c in dialogue_cases(facts, vocabulary) if c.kind.startswith("existence.") or c.kind == "count"]
+    fmri = torch.arange(len(facts), dtype=torch.float32)[:, None, None].expand(-1, 2, 3)  # row number as the recording
+    truthful = _ListingLLM([f"The picture shows {' and '.join(f'a {o.name}' for o in f.objects)}." for f in facts])
+    results = score_dialogue(cases, ask_cases(cases, chat_asker(truthful, fmri, objects)), facts, vocabulary)
+    assert results["existence"]["present"] == results["existence"]["absent"] == 1.0
+    listed = [row for row, question in truthful.asked if question == OBJECT_LIST_QUESTION]
+    assert sorted(listed) == sorted(set(listed)), "each recording lists its objects once"
+    assert any(question.startswith("How many") for _, question in truthful.asked), "other questions reach the LLM"
+    blind = _ListingLLM(["The picture shows a clock."] * len(facts))  # sees a clock in every recording
+    results = score_dialogue(cases, ask_cases(cases, chat_asker(blind, fmri, objects)), facts, vocabulary)
+    assert results["existence"]["present"] < 0.5 < results["existence"]["absent"]
+
+
+def test_the_explorer_answers_yes_no_from_the_llms_list_and_says_so():
+    import torch
+
+    from neurochat.explorer import Explorer, TrialState
+    from neurochat.lru import LRUCache
+    from neurochat.trial import Features
+
+    explorer = Explorer.__new__(Explorer)
+    explorer.vocabulary = list(CONCEPT_NAMES)
+    explorer.brainllm = _ListingLLM({7: "The picture shows two dogs and a ball."})
+    explorer._listings = LRUCache(4)
+    explorer.features = lambda state: Features(None, None, None, None, None, None, torch.full((2, 3), 7.0))
+    state = TrialState("subj01", 3, "averaged")
+    turn = explorer.chat(state, "Do you see any dogs?")
+    assert "".join(turn) == "Yes, there are two dogs in the picture." and "two dogs and a ball" in turn.notes[0]
+    assert "".join(explorer.chat(state, "Is there a cat in the picture?")) == "No, there is no cat in the picture."
+    assert explorer.brainllm.asked == [(7, OBJECT_LIST_QUESTION)], "listed once per trial"
+    assert [m["content"] for m in state.history] == ["Do you see any dogs?", "Yes, there are two dogs in the picture.",
+                                                     "Is there a cat in the picture?", "No, there is no cat in the picture."]
 
 
 def test_asserted_mentions():

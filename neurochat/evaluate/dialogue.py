@@ -18,6 +18,10 @@ own phrasings (`dialogue_cases`):
 - follow-ups after the model's own first answer: "How many are there?", "Where is it?", "What else
   is there?", and "And the other one?" on pictures of two objects.
 
+The chat is asked as the explorer asks it (`chat_asker`): a plain yes/no question about one object
+is answered from the LLM's own list of what it sees (`neurochat.language.questions`), the rest by the
+LLM itself. The LLM's direct yes/no answers are reported beside (`existence_direct`).
+
 Answers are read by `neurochat.language.answers` (yes/no, numbers in words or digits, left / right /
 center and top / bottom / middle, scene words, size words); an answer it cannot read counts as wrong.
 Every answer's asserted objects that the picture lacks are counted as hallucinated
@@ -44,8 +48,9 @@ from neurochat.language.answers import (
     says_cannot_tell,
 )
 from neurochat.language.facts import ImageFacts, ObjectFacts
+from neurochat.language.questions import OBJECT_LIST_QUESTION, existence_from_listing, existence_target
 from neurochat.metrics import spread_over_cases
-from neurochat.vocabulary import article, asserted_mentions, mention_spans, objects_for_scene, plural
+from neurochat.vocabulary import SCENES, article, asserted_mentions, mention_spans, objects_for_scene, plural
 
 # The issue's targets: (comparison, value) per reported number.
 TARGETS: dict[str, tuple[str, float]] = {
@@ -181,6 +186,30 @@ def llm_asker(brainllm, fmri, *, batch_size: int = 32, max_new_tokens: int = MAX
             for i, reply in zip(batch, replies):
                 texts[i] = reply.text
         return texts
+
+    return ask
+
+
+def chat_asker(brainllm, fmri, objects: Sequence[str], *, batch_size: int = 32, max_new_tokens: int = MAX_NEW_TOKENS):
+    """`ask` for `ask_cases` as the explorer's chat answers (`Explorer.chat`): a plain yes/no question
+    about one of `objects` is read off the LLM's answer to `OBJECT_LIST_QUESTION` about that recording
+    (asked once per row, greedy, each object named once), every other question goes to the LLM."""
+    direct = llm_asker(brainllm, fmri, batch_size=batch_size, max_new_tokens=max_new_tokens)
+    listings: dict[int, str] = {}
+
+    def ask(rows: list[int], conversations: list[list[dict]]) -> list[str]:
+        asked = [existence_target(messages[-1]["content"], objects) for messages in conversations]
+        todo = sorted({row for row, name in zip(rows, asked) if name is not None and row not in listings})
+        for start in range(0, len(todo), batch_size):
+            batch = todo[start : start + batch_size]
+            question = [{"role": "user", "content": OBJECT_LIST_QUESTION}]
+            replies = brainllm.generate(fmri[batch], [question] * len(batch), max_new_tokens=max_new_tokens,
+                                        distinct_concepts=list(objects))  # fmt: skip
+            listings.update({row: reply.text.strip() for row, reply in zip(batch, replies)})
+        rest = [i for i, name in enumerate(asked) if name is None]
+        replies = iter(direct([rows[i] for i in rest], [conversations[i] for i in rest]) if rest else [])
+        return [next(replies) if name is None else existence_from_listing(name, listings[row], objects)
+                for row, name in zip(rows, asked)]  # fmt: skip
 
     return ask
 
@@ -349,8 +378,14 @@ def evaluate_dialogue_llm(dataset, bundle, brainllm, *, per_subject: int | None 
     _, _, fmri = predict_features(bundle, bank, ts, rows)
     facts = [facts_by_id[int(i)] for i in ts.nsd_id[rows]]
     cases = dialogue_cases(facts, vocabulary, seed)
-    answers = ask_cases(cases, llm_asker(brainllm, fmri, batch_size=batch_size))
-    return score_dialogue(cases, answers, facts, vocabulary)
+    objects = [name for name in vocabulary if name not in SCENES]
+    answers = ask_cases(cases, chat_asker(brainllm, fmri, objects, batch_size=batch_size))
+    results = score_dialogue(cases, answers, facts, vocabulary)
+    existence = [case for case in cases if case.kind.startswith("existence.")]
+    asked_directly = score_dialogue(existence, ask_cases(existence, llm_asker(brainllm, fmri, batch_size=batch_size)), facts,
+                                    vocabulary)  # fmt: skip
+    results["existence_direct"] = asked_directly["existence"]
+    return results
 
 
 def evaluate_dialogue(dataset, main, brainllm, flattened=None, flattened_llm=None, *, log=print, **kwargs) -> dict:
@@ -366,6 +401,8 @@ def evaluate_dialogue(dataset, main, brainllm, flattened=None, flattened_llm=Non
 ROWS = (
     ("existence.present", "existence, present object: yes"),
     ("existence.absent", "existence, absent object: no"),
+    ("existence_direct.present", "  the LLM asked directly: present"),
+    ("existence_direct.absent", "  the LLM asked directly: absent"),
     ("count", "count"),
     ("position", "position (side, and height if said)"),
     ("position_horizontal", "position, side only"),
@@ -381,9 +418,11 @@ ROWS = (
 
 def value_of(numbers: dict, name: str):
     """(value, spread, n) of a row name ("existence.present", "count", ...) in one model's numbers."""
-    if name.startswith("existence."):
-        key = name.split(".")[1]
-        block = numbers["existence"]
+    if name.startswith("existence"):
+        block_name, key = name.split(".")
+        block = numbers.get(block_name)
+        if block is None:  # (results written before the direct answers were reported)
+            return None, None, None
         return block[key], block["case_sd"][key], block["case_n"][key]
     return numbers[name], numbers["case_sd"].get(name), numbers["case_n"].get(name)
 

@@ -198,7 +198,9 @@ def _dialogue_section(dialogue: dict) -> list[str]:
     lines = ["## Dialogue scored against the answer key (averaged trials)", "",
              "Questions in the extension's phrasings about every test recording; answers read back "
              "(`neurochat.language.answers`) and compared with what the picture holds. ± is the spread over the "
-             "cases; ✓ / ✗ against the target.", "",
+             "cases; ✓ / ✗ against the target. The chat answers as the explorer's does: a plain yes/no question about "
+             "one object is read off the LLM's own list of what it sees; the LLM's direct yes/no answers are the "
+             "indented rows.", "",
              "| question | " + " | ".join(label for _, label in models) + " | target |",
              "|---|" + "---|" * len(models) + "---|"]  # fmt: skip
     for name, label in ROWS:

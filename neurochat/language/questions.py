@@ -11,6 +11,11 @@ wording, and the LLM is not asked.
 A question about the picture ("Where is the dog?") and one about the brain ("Where is the dog in the
 brain?") stay apart: the second has a localization cue (`parse_localization_request`); both are
 checked here for unknown concepts.
+
+A yes/no question about one object ("Is there a dog in the picture?") is answered from the LLM's own
+list of what it sees (`existence_target`, `existence_from_listing`): the small demo LLM, asked
+directly, answers yes or no at chance even when its list names the object, so the chat reads the
+verdict off the list and says so, and never contradicts its own description.
 """
 
 from __future__ import annotations
@@ -19,9 +24,10 @@ import difflib
 import re
 from typing import Iterable, Sequence
 
-from neurochat.language.answers import SCENE_WORDS
+from neurochat.language.answers import SCENE_WORDS, read_count
 from neurochat.language.instructions import _singular, parse_localization_request
-from neurochat.vocabulary import SCENES, mentions
+from neurochat.language.templates import count_word
+from neurochat.vocabulary import SCENES, asserted_mentions, mentions, plural
 
 # Where a thing is named: the noun phrase right after these.
 _SLOT_TRIGGERS = [
@@ -143,3 +149,46 @@ def unknown_concept_answer(phrase: str, vocabulary: Iterable[str], world: str = 
         f"or its {len(scenes)} settings ({', '.join(scenes)})?"
     )
     return f"There is no “{phrase}” in {world}, so I cannot see one in this picture or locate one in the brain. {offer}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Yes/no questions about one object, answered from the LLM's own list
+
+OBJECT_LIST_QUESTION = "What objects are in the picture?"
+_EXISTENCE = re.compile(
+    r"^\W*(?:(?:is|are)\s+there|(?:do|can|could)\s+you\s+(?:see|spot|find)|"
+    r"does\s+(?:the|this)\s+(?:picture|image|photo)\s+(?:show|contain|have|include))\s+"
+    r"(?:(?:a|an|any|some)\s+)?(?P<noun>[a-z][a-z -]*?)"
+    r"(?:\s+(?:in|on)\s+(?:the|this)\s+(?:picture|image|photo|scene))?(?:\s+(?:here|there|visible))?\s*[?.!]*\s*$",
+    re.IGNORECASE,
+)
+
+
+def existence_target(text: str, objects: Iterable[str]) -> str | None:
+    """The object a plain yes/no question asks about ("Is there a dog in the picture?", "Do you see any
+    dogs?" -> "dog"), else None: questions with more to them ("Is there a dog on the left?", "Is there a
+    dog and a ball?") and questions about scenes go to the LLM as they are."""
+    match = _EXISTENCE.match((text or "").strip())
+    if match is None:
+        return None
+    noun = match["noun"].lower().strip()
+    for name in objects:
+        if noun in (name, plural(name), name + "s"):
+            return name
+    return None
+
+
+def existence_from_listing(name: str, listing: str, objects: Iterable[str]) -> str:
+    """The answer to "Is there a `name`?" read off `listing`, the LLM's answer to `OBJECT_LIST_QUESTION`
+    about the same recording: yes, with its count, when the listing names the object, else no. Worded
+    as the training dialogues word it, so that follow-up questions read a familiar history."""
+    if name not in asserted_mentions(listing, list(objects)):
+        return f"No, there is no {name} in the picture."
+    count = read_count(listing, name) or 1
+    thing = f"one {name}" if count == 1 else f"{count_word(count)} {plural(name)}"
+    return f"Yes, there {'is' if count == 1 else 'are'} {thing} in the picture."
+
+
+def listing_note(listing: str) -> str:
+    """What the user is told about an answer read off the LLM's list."""
+    return f"Answered from what the model lists for this recording: “{listing.strip()}”"
