@@ -36,11 +36,17 @@ def ensure_simnsd(size: str = "demo", seed: int = 0, log: Callable[[str], None] 
 
     root = simnsd_root(size, seed)
     marker = root / _COMPLETE_MARKER
+    say = log or logging.getLogger(__name__).info
     if marker.exists() and json.loads(marker.read_text()).get("simnsd_version") == SIMNSD_VERSION:
+        rois = [root / f"nsddata/ppdata/subj01/func1pt8mm/roi/{name}.nii.gz" for name in ("floc-places", "prf-visualrois")]
+        if not all(path.exists() for path in rois):
+            from neurochat.floc import write_sim_floc_rois
+
+            say(f"adding the functional-localizer ROIs to {root} (a tree generated before SimNSD wrote them)")
+            write_sim_floc_rois(root)
         return root
     if root.exists():
         shutil.rmtree(root)  # an interrupted or outdated generation
-    say = log or logging.getLogger(__name__).info
     say(f"generating the SimNSD {size} dataset (seed {seed}) into {root} — once, about a minute ...")
     generate(root, size=size, seed=seed)
     marker.write_text(json.dumps({"simnsd_version": SIMNSD_VERSION, "size": size, "seed": seed}))

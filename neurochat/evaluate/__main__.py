@@ -6,6 +6,7 @@
     localize    localization AUC against the ground truth, and concept ablation (Sec. 4.4)
     caption     the Table 1 analog: captions, details, reasoning; ViT3D vs w/o ViT3D (Sec. 4.2)
     dialogue    does the chat tell the truth? existence, counts, positions, scene, follow-ups vs the answer key
+    floc        concept maps against the functional-localizer ROIs (floc-bodies, floc-places, ...), with nulls
     probe       how well a linear reader names the picture's objects from the LLM's fMRI tokens (SimNSD)
     all         every one of these into one Markdown report: --out reports/
 """
@@ -65,10 +66,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     _dataset_options(dialogue)
     dialogue.add_argument("--per-subject", type=int, help="test images per subject (default: all)")
     dialogue.add_argument("--seed", type=int, default=0, help="seeds the choice of absent objects and phrasings")
+    floc = commands.add_parser("floc", help="concept maps against the floc-* ROI files (NSD's, or SimNSD's): AUC, "
+                               "enrichment, pointing game, label-shuffle and random-ROI nulls")  # fmt: skip
+    _dataset_options(floc)
     probe = commands.add_parser("probe", help="linear object probe on the extractors' fMRI tokens (SimNSD)")
     _dataset_options(probe)
     probe.add_argument("--extractor", action="append", help="extractor folder (repeatable; default: ViT3D and flattened)")
-    for command in (decoder, recon, localize, caption, dialogue):
+    for command in (decoder, recon, localize, caption, dialogue, floc):
         command.add_argument("--report", metavar="DIR", help="put these results into the report in DIR (from `all`) "
                              "and rewrite it, noting this command")  # fmt: skip
     everything = commands.add_parser("all", help="every evaluation into OUT/REPORT.md with its figures")
@@ -127,6 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         results = _dialogue(args, preset, dataset)
     elif args.what == "probe":
         results = _probe(args, preset, dataset, vision)
+    elif args.what == "floc":
+        results = _floc(preset, dataset, vision)
     elif args.what == "all":
         from neurochat.evaluate.extractor import evaluate_extractors
         from neurochat.evaluate.report import write_report
@@ -142,7 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "dialogue": _dialogue(args, preset, dataset),
                    "decoder": _decoder(args, preset, dataset, vision),
                    "recon": _recon(args, preset, dataset, vision),
-                   "localize": _localize(args, preset, dataset, vision)}  # fmt: skip
+                   "localize": _localize(args, preset, dataset, vision),
+                   "floc": _floc(preset, dataset, vision)}  # fmt: skip
         command = "python -m neurochat.evaluate " + " ".join(sys.argv[1:] if argv is None else argv)
         path = write_report(results, out, preset=args.preset, dataset=str(dataset.root), seconds=time.perf_counter() - started,
                             command=command)  # fmt: skip
@@ -189,6 +196,31 @@ def _dialogue(args, preset, dataset) -> dict:
         print(f"no w/o-ViT3D LLM at {flattened_dir}: its column is left out")
     return evaluate_dialogue(dataset, main, brainllm, flattened, flattened_llm, per_subject=args.per_subject,
                              seed=getattr(args, "seed", 0))  # fmt: skip
+
+
+def _floc(preset, dataset, vision) -> dict:
+    import numpy as np
+
+    from neurochat.encoding import dataset_references
+    from neurochat.floc import score_floc
+    from neurochat.localize import ConceptLocalizer
+    from neurochat.models.bundle import load_ensemble
+    from neurochat.paths import cache_dir
+    from neurochat.vocabulary import CONCEPT_NAMES
+
+    # the demo's models know its world's concepts; the paper's read any text, and NSD's faces and bodies want "person"
+    vocabulary = list(CONCEPT_NAMES) + ([] if preset.name == "demo" else ["person"])
+    ensemble = load_ensemble(preset)
+    localizer = ConceptLocalizer(ensemble, vision, vocabulary, references=dataset_references(dataset, ensemble),
+                                 cache=cache_dir() / "encoding-maps", shipped=preset.layout.encoding_maps_dir,
+                                 method="encoding")  # fmt: skip
+
+    def concept_map(subject: str, concept: str) -> np.ndarray:
+        mask = dataset.nsdgeneral(subject) > 0  # an encoding map depends on the subject, not on one recording
+        return localizer.localize(np.zeros(mask.shape, np.float32), concept, subject=subject,
+                                  affine=dataset.affine(subject), mask=mask).native  # fmt: skip
+
+    return score_floc(dataset, concept_map, vocabulary)
 
 
 def _probe(args, preset, dataset, vision) -> dict:

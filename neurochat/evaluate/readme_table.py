@@ -118,6 +118,18 @@ def readme_table(results: dict) -> str:
             rows.append(("same, measured on the extractor's ẑ_c instead of the picture",
                          f"{_percent(embedding['removed_below_others'])} ({_number(embedding['drop_removed'])} vs "
                          f"{_number(embedding['drop_others'])})", "—"))  # fmt: skip
+    floc = results.get("floc")
+    if floc:
+        per_roi = ", ".join(f"{name} {_number(r['auc'])} (null {_number(r['null_auc'])})" for name, r in floc["rois"].items())
+        rows.append(("concept maps vs functional-localizer ROIs: mean AUC in nsdgeneral / higher visual cortex",
+                     f"{_number(floc['mean_auc'])} / {_number(floc.get('mean_auc_higher'))}; {per_roi}", "not measured"))  # fmt: skip
+    dialogue = (results.get("dialogue") or {}).get("vit3d")
+    if dialogue:
+        existence = dialogue["existence"]
+        rows.append(("chat vs the answer key: existence present / absent, count, position, scene; hallucinated objects "
+                     "per answer", f"{_percent(existence['present'])} / {_percent(existence['absent'])}, "
+                     f"{_percent(dialogue['count'])}, {_percent(dialogue['position'])}, {_percent(dialogue['scene'])}; "
+                     f"{_number(dialogue['hallucinated_objects_per_answer'])}", "not measured"))  # fmt: skip
     if not rows:
         raise DataError("the results hold none of the sections the README table shows (extractor, caption, recon, "
                         "localize): write them with `python -m neurochat.evaluate all --out reports`")  # fmt: skip

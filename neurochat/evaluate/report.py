@@ -21,7 +21,7 @@ from neurochat.errors import DataError
 
 SECTION_TITLES = {"extractor": "feature extractor", "caption": "captioning", "decoder": "decoder from true embeddings",
                   "recon": "reconstruction", "localize": "localization and ablation",
-                  "dialogue": "dialogue against the answer key"}  # fmt: skip
+                  "dialogue": "dialogue against the answer key", "floc": "functional-localizer ROIs"}  # fmt: skip
 
 # The paper's numbers on NSD (Tables 1 and 2), for orientation next to the phantom's.
 PAPER_TABLE1_BRIEF = {"bleu1": 0.5719, "bleu4": 0.1585, "meteor": 0.1860, "rouge_l": 0.3667, "cider": 0.4951, "clip_s": 0.6549}
@@ -183,6 +183,9 @@ def write_report(results: dict, folder: Path, *, preset: str, dataset: str, seco
             lines += ["![ablation](ablation_grid.png)", "", "Columns: stimulus, reconstruction, without concept A, without "
                       "concept B (Fig. 8 analog).", "", "![glass brains](glass_brains.png)", "",
                       "Left: the localization map; right: where SimNSD put the concept (Fig. 7 analog).", ""]  # fmt: skip
+    floc = results.get("floc")
+    if floc:
+        lines += _floc_section(floc)
     lines += ["## Machine", "", "```", json.dumps(machine(), indent=2), "```", "",
               f"Written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.", ""]  # fmt: skip
     path = folder / "REPORT.md"
@@ -219,6 +222,29 @@ def _dialogue_section(dialogue: dict) -> list[str]:
     lines += ["", f"{first['recordings']} recordings, {first['answers']} answers."
               + ("" if dialogue.get("flattened") else " No \"w/o ViT3D\" fMRI-LLM was evaluated (its folder is absent)."), ""]  # fmt: skip
     return lines
+
+
+def _floc_section(floc: dict) -> list[str]:
+    """The concept maps against the functional-localizer ROIs, with both nulls, over both search regions."""
+    lines = ["## Concept maps against functional-localizer ROIs (floc)", "",
+             "Each ROI against its concepts' encoding maps (at each voxel the highest of them): ROC-AUC of ROI voxels vs "
+             "the rest of the search region, enrichment of the map's top voxels in the ROI over chance, pointing game "
+             "(the share of concepts whose map peaks in the ROI), and two nulls: as many other concepts drawn at random "
+             "(label shuffle), and random compact ROIs of the same size (mean, 95th percentile). Search region: "
+             "nsdgeneral, then higher visual cortex alone (nsdgeneral outside prf-visualrois).", "",
+             "| ROI | concepts | region | AUC | label-shuffle AUC | random-ROI AUC (95th pct) | enrichment | pointing |",
+             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for name, r in floc["rois"].items():
+        concepts = ", ".join(r["concepts"]) if len(r["concepts"]) <= 3 else f"{len(r['concepts'])} ({r['concepts'][0]}, ...)"
+        for region, s in (("nsdgeneral", r), ("higher visual", r.get("higher"))):
+            if s:
+                lines.append(f"| {name} | {concepts} | {region} | {_fmt(s['auc'])} | {_fmt(s['null_auc'])} | "
+                             f"{_fmt(s['random_roi_auc'])} ({_fmt(s['random_roi_p95'])}) | {s['enrichment']:.1f}× | "
+                             f"{_fmt(s['pointing'], True)} |")  # fmt: skip
+    lines += ["", f"Mean AUC over the ROIs: {_fmt(floc['mean_auc'])} in nsdgeneral, {_fmt(floc.get('mean_auc_higher'))} "
+              "in higher visual cortex."]  # fmt: skip
+    lines += [f"{name}: not scored, {why}." for name, why in floc.get("skipped", {}).items()]
+    return lines + [""]
 
 
 def remeasure_section(folder: Path, section: str, section_results: dict, *, command: str, seconds: float) -> Path:

@@ -38,7 +38,17 @@ def brainmask(subject: str) -> PurePosixPath:
 
 
 def nsdgeneral(subject: str) -> PurePosixPath:
-    return PPDATA / subject / "func1pt8mm" / "roi" / "nsdgeneral.nii.gz"
+    return roi_file(subject, "nsdgeneral")
+
+
+def roi_file(subject: str, name: str) -> PurePosixPath:
+    """An ROI volume of the func1pt8mm grid: "nsdgeneral", "floc-faces", "prf-visualrois", ..."""
+    return PPDATA / subject / "func1pt8mm" / "roi" / f"{name}.nii.gz"
+
+
+def roi_label_table(subject: str, name: str) -> PurePosixPath:
+    """What each integer of ROI `name` stands for (FreeSurfer colour-table lines "value name")."""
+    return PurePosixPath("nsddata") / "freesurfer" / subject / "label" / f"{name}.mgz.ctab"
 
 
 def betas_dir(subject: str) -> PurePosixPath:

@@ -29,6 +29,7 @@ import nibabel as nib
 import numpy as np
 import scipy.io
 
+from neurochat.floc import write_sim_floc_rois
 from neurochat.nsd import layout
 from neurochat.sim.brain import ConceptBlobs, SimulatedSubject, image_features, smooth_noise
 from neurochat.sim.concepts import CONCEPT_NAMES, OBJECTS, OBJECTS_BY_NAME
@@ -95,6 +96,8 @@ def generate(out_dir: str | Path, size: str | SimConfig = "small", seed: int = 0
 
     # 5. the answer key
     _write_answer_key(out, config, seed, scenes, dict(zip(SUBJECTS, subject_info)), time.perf_counter() - started)
+    # 6. functional-localizer ROIs in NSD's format, from the answer key's territories
+    write_sim_floc_rois(out)
     return out
 
 
@@ -391,6 +394,10 @@ This folder is not part of NSD: it holds the ground truth of the simulated datas
   subject's native space (0..1, non-zero only in higher visual cortex inside nsdgeneral).
 - `subjNN/encoding.npz`: the encoding model's parameters over the nsdgeneral voxels (flat C-order
   `visual_index`): early-visual mask `evc`, pRF centres, sizes and feature weights.
+
+Beside nsdgeneral, `nsddata/ppdata/subjNN/func1pt8mm/roi/` holds localizer ROIs in NSD's files and
+codes, made from these maps: `floc-bodies` (the animal territory), `floc-places` (the scene territory:
+OPA 1, PPA 2) and `prf-visualrois` (early visual cortex: V1v 1, V1d 2); `neurochat/floc.py`.
 
 Regenerate with `python -m neurochat.sim --out DIR --size {small,demo} --seed N`.
 """
