@@ -22,23 +22,28 @@ def cache_dir() -> Path:
     return Path(os.environ.get("NEUROCHAT_CACHE", REPO_ROOT / ".cache"))
 
 
-def simnsd_root(size: str = "demo", seed: int = 0) -> Path:
-    """Where the SimNSD tree of this size and seed lives in the cache."""
-    return cache_dir() / f"simnsd-{size}-seed{seed}"
+def simnsd_root(size: str = "demo", seed: int = 0, subject: str | None = None) -> Path:
+    """Where the SimNSD tree of this size and seed lives in the cache (`subject`: a tree of that new subject alone)."""
+    return cache_dir() / (f"simnsd-{size}-seed{seed}" + (f"-{subject}" if subject else ""))
 
 
-def ensure_simnsd(size: str = "demo", seed: int = 0, log: Callable[[str], None] | None = None) -> Path:
+def ensure_simnsd(size: str = "demo", seed: int = 0, log: Callable[[str], None] | None = None,
+                  subject: str | None = None) -> Path:  # fmt: skip
     """The cached SimNSD tree of this size and seed, generated first if it is missing or incomplete.
 
+    `subject`: a new subject of the same world (`neurochat.sim.config.NEW_SUBJECTS`), in a tree of its own
+    beside the trained subjects (whose files there are the same as in the tree without it).
     Its one message (that it is generating, once) goes to `log` if given, else to the logger.
     """
+    from neurochat.sim.config import SUBJECTS
     from neurochat.sim.generate import SIMNSD_VERSION, generate
 
-    root = simnsd_root(size, seed)
+    root = simnsd_root(size, seed, subject)
     marker = root / _COMPLETE_MARKER
     say = log or logging.getLogger(__name__).info
     if marker.exists() and json.loads(marker.read_text()).get("simnsd_version") == SIMNSD_VERSION:
-        rois = [root / f"nsddata/ppdata/subj01/func1pt8mm/roi/{name}.nii.gz" for name in ("floc-places", "prf-visualrois")]
+        first = subject or SUBJECTS[0]
+        rois = [root / f"nsddata/ppdata/{first}/func1pt8mm/roi/{name}.nii.gz" for name in ("floc-places", "prf-visualrois")]
         if not all(path.exists() for path in rois):
             from neurochat.floc import write_sim_floc_rois
 
@@ -47,8 +52,9 @@ def ensure_simnsd(size: str = "demo", seed: int = 0, log: Callable[[str], None] 
         return root
     if root.exists():
         shutil.rmtree(root)  # an interrupted or outdated generation
-    say(f"generating the SimNSD {size} dataset (seed {seed}) into {root} — once, about a minute ...")
-    generate(root, size=size, seed=seed)
+    say(f"generating the SimNSD {size} dataset (seed {seed}{', new subject ' + subject if subject else ''}) into {root} "
+        "— once, about a minute ...")
+    generate(root, size=size, seed=seed, subjects=[*SUBJECTS, subject] if subject else SUBJECTS)
     marker.write_text(json.dumps({"simnsd_version": SIMNSD_VERSION, "size": size, "seed": seed}))
     return root
 

@@ -6,6 +6,7 @@
     localize    localization AUC against the ground truth, and concept ablation (Sec. 4.4)
     caption     the Table 1 analog: captions, details, reasoning; ViT3D vs w/o ViT3D (Sec. 4.2)
     dialogue    does the chat tell the truth? existence, counts, positions, scene, follow-ups vs the answer key
+    new-subject a subject the models never saw: zero-shot, and adapted with 1 and 2 sessions (`train.adapt`)
     floc        concept maps against the functional-localizer ROIs (floc-bodies, floc-places, ...), with nulls
     probe       how well a linear reader names the picture's objects from the LLM's fMRI tokens (SimNSD)
     all         every one of these into one Markdown report: --out reports/
@@ -66,13 +67,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     _dataset_options(dialogue)
     dialogue.add_argument("--per-subject", type=int, help="test images per subject (default: all)")
     dialogue.add_argument("--seed", type=int, default=0, help="seeds the choice of absent objects and phrasings")
+    new_subject = commands.add_parser("new-subject", help="a new subject's CLIP identification and object_hit: "
+                                      "zero-shot and adapted with 1 and 2 sessions, beside the trained subjects")  # fmt: skip
+    _dataset_options(new_subject)
+    new_subject.add_argument("--subject", default="subj03", help="the new subject (SimNSD: subj03, subj04, subj06, "
+                             "subj08; on NSD its recordings are under --new-subject-root or --nsd-root)")  # fmt: skip
+    new_subject.add_argument("--new-subject-root", help="the tree holding the new subject (default: --nsd-root; demo: "
+                             "SimNSD's tree of that subject)")  # fmt: skip
+    new_subject.add_argument("--per-subject", type=int, help="test recordings per subject (default: all)")
     floc = commands.add_parser("floc", help="concept maps against the floc-* ROI files (NSD's, or SimNSD's): AUC, "
                                "enrichment, pointing game, label-shuffle and random-ROI nulls")  # fmt: skip
     _dataset_options(floc)
     probe = commands.add_parser("probe", help="linear object probe on the extractors' fMRI tokens (SimNSD)")
     _dataset_options(probe)
     probe.add_argument("--extractor", action="append", help="extractor folder (repeatable; default: ViT3D and flattened)")
-    for command in (decoder, recon, localize, caption, dialogue, floc):
+    for command in (decoder, recon, localize, caption, dialogue, floc, new_subject):
         command.add_argument("--report", metavar="DIR", help="put these results into the report in DIR (from `all`) "
                              "and rewrite it, noting this command")  # fmt: skip
     everything = commands.add_parser("all", help="every evaluation into OUT/REPORT.md with its figures")
@@ -133,6 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         results = _probe(args, preset, dataset, vision)
     elif args.what == "floc":
         results = _floc(preset, dataset, vision)
+    elif args.what == "new-subject":
+        results = _new_subject(args, preset, dataset, vision)
     elif args.what == "all":
         from neurochat.evaluate.extractor import evaluate_extractors
         from neurochat.evaluate.report import write_report
@@ -196,6 +207,20 @@ def _dialogue(args, preset, dataset) -> dict:
         print(f"no w/o-ViT3D LLM at {flattened_dir}: its column is left out")
     return evaluate_dialogue(dataset, main, brainllm, flattened, flattened_llm, per_subject=args.per_subject,
                              seed=getattr(args, "seed", 0))  # fmt: skip
+
+
+def _new_subject(args, preset, dataset, vision) -> dict:
+    from neurochat.evaluate.new_subject import evaluate_new_subject
+    from neurochat.models.unclip import load_unclip
+    from neurochat.nsd import NSDDataset
+    from neurochat.reconstruct import Reconstructor
+    from train.adapt import new_subject_root
+
+    main, _, brainllm = load_main_models(preset)
+    new_root = args.new_subject_root or new_subject_root(args.preset, args.nsd_root, args.subject)
+    return evaluate_new_subject(dataset, NSDDataset(new_root), args.subject, preset.layout, main, vision,
+                                Reconstructor(load_unclip(preset)), brainllm, per_subject=args.per_subject,
+                                steps=args.steps)  # fmt: skip
 
 
 def _floc(preset, dataset, vision) -> dict:

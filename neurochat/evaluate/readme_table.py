@@ -123,6 +123,14 @@ def readme_table(results: dict) -> str:
         per_roi = ", ".join(f"{name} {_number(r['auc'])} (null {_number(r['null_auc'])})" for name, r in floc["rois"].items())
         rows.append(("concept maps vs functional-localizer ROIs: mean AUC in nsdgeneral / higher visual cortex",
                      f"{_number(floc['mean_auc'])} / {_number(floc.get('mean_auc_higher'))}; {per_roi}", "not measured"))  # fmt: skip
+    new_subject = results.get("new-subject")
+    if new_subject:
+        trained, curve = new_subject["trained"], new_subject["new"]
+        cells = [f"{count} session{'s' if count != '1' else ''} {_percent(scores['clip_top1'])} / {_percent(scores['object_hit'])}"
+                 for count, scores in curve.items() if scores]  # fmt: skip
+        rows.append((f"a new subject ({new_subject['subject']}): CLIP top-1 / object_hit by sessions of its data, vs the "
+                     "trained subjects", f"{'; '.join(cells)}; trained {_percent(trained['clip_top1'])} / "
+                     f"{_percent(trained['object_hit'])}", "not measured"))  # fmt: skip
     dialogue = (results.get("dialogue") or {}).get("vit3d")
     if dialogue:
         existence = dialogue["existence"]

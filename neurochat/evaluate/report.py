@@ -21,7 +21,8 @@ from neurochat.errors import DataError
 
 SECTION_TITLES = {"extractor": "feature extractor", "caption": "captioning", "decoder": "decoder from true embeddings",
                   "recon": "reconstruction", "localize": "localization and ablation",
-                  "dialogue": "dialogue against the answer key", "floc": "functional-localizer ROIs"}  # fmt: skip
+                  "dialogue": "dialogue against the answer key", "floc": "functional-localizer ROIs",
+                  "new-subject": "new subject"}  # fmt: skip
 
 # The paper's numbers on NSD (Tables 1 and 2), for orientation next to the phantom's.
 PAPER_TABLE1_BRIEF = {"bleu1": 0.5719, "bleu4": 0.1585, "meteor": 0.1860, "rouge_l": 0.3667, "cider": 0.4951, "clip_s": 0.6549}
@@ -186,6 +187,14 @@ def write_report(results: dict, folder: Path, *, preset: str, dataset: str, seco
     floc = results.get("floc")
     if floc:
         lines += _floc_section(floc)
+    new_subject = results.get("new-subject")
+    if new_subject:
+        from neurochat.evaluate.new_subject import curve_lines
+
+        lines += [f"## A new subject: {new_subject['subject']}, zero-shot and adapted (`train.adapt`, input layer only)", "",
+                  "Averaged test recordings (the shared pictures, never trained on). CLIP two-way and top-1: the "
+                  "extractor's ẑ_c among each subject's test pictures; object_hit: the reconstruction as the explorer "
+                  "draws it (the LLM's prompt, β = 0.93, one seed).", "", *curve_lines(new_subject), ""]  # fmt: skip
     lines += ["## Machine", "", "```", json.dumps(machine(), indent=2), "```", "",
               f"Written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.", ""]  # fmt: skip
     path = folder / "REPORT.md"

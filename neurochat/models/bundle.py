@@ -10,6 +10,7 @@ A demo bundle (`checkpoints/demo/`, or any `python -m train.demo_bundle --out DI
                                              the main model, all of them the localization ensemble (Sec. 4.4)
     extractor/flattened_r{r}/                the "w/o ViT3D" baseline: flattened voxels (Sec. 4.2)
     extractor/subject_specific_r{r}/SUBJ/    the "w/o C_Subj" baseline: one model per subject (Sec. 4.2)
+    extractor/adapted/SUBJ-Ns/               the main model adapted to a new subject with N sessions (`train.adapt`)
     brainllm_stage1/  brainllm/              the fMRI-LLM after stage 1 and stage 2 (the explorer loads stage 2)
     brainllm_flattened_stage1/  brainllm_flattened/    the same recipe on the flattened extractor (Table 1)
     manifest.json  vision_manifest.json      what built the bundle, and its CLIP and VAE
@@ -98,6 +99,20 @@ class WeightsLayout:
                               "models belong to one subject, and each of them does")  # fmt: skip
         folder = self.extractors / f"{kind}_r{patch_size}"
         return folder / subject if subject is not None else folder
+
+    def adapted_extractor_dir(self, subject: str, sessions: int) -> Path:
+        """The main extractor adapted to a new `subject` with `sessions` sessions of its data (`train.adapt`)."""
+        return self.extractors / "adapted" / f"{subject}-{sessions}s"
+
+    def adapted_subjects(self) -> dict[str, Path]:
+        """Each adapted subject's checkpoint with the most sessions: {subject: folder}."""
+        found: dict[str, tuple[int, Path]] = {}
+        for folder in sorted((self.extractors / "adapted").glob("subj*-*s")):
+            subject, sessions = folder.name.rsplit("-", 1)
+            trained = any((folder / name).exists() for name in ("model.safetensors", "input_layer.safetensors"))
+            if trained and sessions[:-1].isdigit():
+                found[subject] = max(found.get(subject, (0, folder)), (int(sessions[:-1]), folder))
+        return {subject: folder for subject, (_, folder) in sorted(found.items())}
 
     def brainllm_dir(self, variant: str = "vit3d", stage: int = 2) -> Path:
         """One fMRI-LLM folder: `variant` is the extractor whose tokens it reads ("vit3d", or the

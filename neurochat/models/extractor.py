@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -311,3 +312,50 @@ def load_extractor(folder: str | Path, device: str | torch.device = "cpu") -> Ex
     model.load_state_dict(load_file(folder / "model.safetensors"))
     model.to(device).eval()
     return ExtractorBundle(model, preprocessor, config.get("info", {}))
+
+
+# ---------------------------------------------------------------------------------------------
+# A new subject's input layer: the main model with its own patch embedding
+
+INPUT_LAYER_FORMAT = "neurochat.input_layer/1"
+
+
+def save_input_layer(bundle: ExtractorBundle, folder: str | Path) -> Path:
+    """Write only the patch embedding of an adapted `bundle` (input_layer.safetensors + adapted.json): the rest
+    is its base model's, named by `bundle.info["adapted"]["base"]` (a folder, relative to `folder` if it can be)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in bundle.model.patch_embedding.state_dict().items()}
+    save_file(state, folder / "input_layer.safetensors", metadata={"format": INPUT_LAYER_FORMAT})
+    info = dict(bundle.info)
+    base = Path(info["adapted"]["base"]).resolve()
+    try:
+        info["adapted"] = {**info["adapted"], "base": str(Path(os.path.relpath(base, folder.resolve())))}
+    except ValueError:  # another drive (Windows): keep it absolute
+        info["adapted"] = {**info["adapted"], "base": str(base)}
+    (folder / "adapted.json").write_text(json.dumps({"format": INPUT_LAYER_FORMAT, "info": info}, indent=2, sort_keys=True) + "\n")
+    return folder
+
+
+def load_adapted_extractor(folder: str | Path, device: str | torch.device = "cpu") -> ExtractorBundle:
+    """An adapted extractor: a full checkpoint (`save_extractor`), or a base model with a new subject's
+    input layer (`save_input_layer`)."""
+    folder = Path(folder)
+    if (folder / "model.safetensors").exists():
+        return load_extractor(folder, device)
+    meta_path = folder / "adapted.json"
+    if not meta_path.exists() or not (folder / "input_layer.safetensors").exists():
+        raise DataError(f"{folder} holds no adapted extractor (model.safetensors, or input_layer.safetensors with "
+                        "adapted.json): make one with `python -m train.adapt`")  # fmt: skip
+    meta = json.loads(meta_path.read_text())
+    if meta.get("format") != INPUT_LAYER_FORMAT:
+        raise DataError(f"{meta_path} has format {meta.get('format')!r}; expected {INPUT_LAYER_FORMAT!r}")
+    base = (folder / meta["info"]["adapted"]["base"]).resolve()
+    bundle = load_extractor(base, device)
+    try:
+        bundle.model.patch_embedding.load_state_dict(load_file(folder / "input_layer.safetensors"))
+    except RuntimeError as error:  # the base model was retrained with another shape
+        raise DataError(f"{folder / 'input_layer.safetensors'} does not fit the model at {base} ({error}); adapt "
+                        "again with `python -m train.adapt`") from error  # fmt: skip
+    bundle.info = meta["info"]
+    return bundle

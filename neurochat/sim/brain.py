@@ -29,7 +29,7 @@ from scipy import ndimage
 
 from neurochat.errors import DataError
 from neurochat.sim.concepts import CONCEPT_NAMES, OBJECTS, OBJECTS_BY_NAME, SCENES
-from neurochat.sim.config import SUBJECTS, SimConfig
+from neurochat.sim.config import SimConfig, subject_index
 from neurochat.sim.scenes import Scene
 
 # MNI152 2009c probability maps shipped in nilearn's wheel (1 mm, uint8 0..255).
@@ -167,7 +167,7 @@ def subject_transform(config: SimConfig, seed: int, subject: str) -> tuple[np.nd
     scanner = np.diag([config.voxel_mm] * 3 + [1.0])
     scanner[:3, 3] = -config.voxel_mm * center_index
 
-    rng = np.random.default_rng([seed, 7002, SUBJECTS.index(subject)])
+    rng = np.random.default_rng([seed, 7002, subject_index(subject)])
     scale = 1.0 + rng.uniform(-0.04, 0.04, 3)
     angles = np.deg2rad(rng.uniform(-4.0, 4.0, 3))
     shift = rng.uniform(-3.0, 3.0, 3)
@@ -224,7 +224,7 @@ class SimulatedSubject:
         evc = labels["evc"][visual_index]
         higher = labels["higher"][visual_index]
 
-        rng = np.random.default_rng([seed, 7003, SUBJECTS.index(subject)])
+        rng = np.random.default_rng([seed, 7003, subject_index(subject)])
         maps = np.zeros((len(CONCEPT_NAMES), len(visual_index)), np.float32)
         for c, concept in enumerate(CONCEPT_NAMES):
             centers = blobs.centers[concept] + rng.normal(0.0, config.subject_jitter_mm, blobs.centers[concept].shape)
@@ -243,7 +243,7 @@ class SimulatedSubject:
             axis=1,
         ).astype(np.float32)
         # a draw of its own, so that the rest of the subject does not depend on it
-        position_rng = np.random.default_rng([seed, 7004, SUBJECTS.index(subject)])
+        position_rng = np.random.default_rng([seed, 7004, subject_index(subject)])
         contralateral = np.where(visual_xyz[:, 0] < 0, 1.0, -1.0)  # the left hemisphere sees the right field
         object_prf_center = np.stack([contralateral * position_rng.uniform(0.1, 0.7, len(visual_xyz)),
                                       position_rng.normal(0.0, 0.35, len(visual_xyz))], axis=1)  # fmt: skip

@@ -10,6 +10,9 @@ from neurochat.errors import ConfigError
 # order (NSD_FORMAT.md). SimNSD scales these grids to its coarser voxels, so each simulated subject
 # keeps its own shape, as in NSD.
 SUBJECTS: tuple[str, ...] = ("subj01", "subj02", "subj05", "subj07")
+# NSD's other four subjects: SimNSD can add them to the same world as new subjects (`generate(subjects=...)`),
+# each with its own anatomy and its own training pictures, beside the shared test pictures.
+NEW_SUBJECTS: tuple[str, ...] = ("subj03", "subj04", "subj06", "subj08")
 NSD_GRIDS_XYZ: dict[str, tuple[int, int, int]] = {
     "subj01": (81, 104, 83),
     "subj02": (82, 106, 84),
@@ -23,6 +26,15 @@ NSD_GRIDS_XYZ: dict[str, tuple[int, int, int]] = {
 NSD_VOXEL_MM = 1.8
 N_NSD_SUBJECTS = 8  # nsd_expdesign.mat has one row per NSD subject, simulated or not
 REPETITIONS = 3  # every image is shown three times (NSD design)
+
+
+def subject_index(subject: str) -> int:
+    """A simulated subject's number in the world (its random draws are seeded with it): the four trained
+    subjects first, in `SUBJECTS` order, then the new ones."""
+    every = SUBJECTS + NEW_SUBJECTS
+    if subject not in every:
+        raise ConfigError(f"SimNSD simulates {', '.join(every)}; there is no subject {subject!r}")
+    return every.index(subject)
 
 
 @dataclass(frozen=True)

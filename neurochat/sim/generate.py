@@ -23,6 +23,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import h5py
 import nibabel as nib
@@ -33,7 +34,7 @@ from neurochat.floc import write_sim_floc_rois
 from neurochat.nsd import layout
 from neurochat.sim.brain import ConceptBlobs, SimulatedSubject, image_features, smooth_noise
 from neurochat.sim.concepts import CONCEPT_NAMES, OBJECTS, OBJECTS_BY_NAME
-from neurochat.sim.config import N_NSD_SUBJECTS, REPETITIONS, SIZES, SUBJECTS, SimConfig
+from neurochat.sim.config import N_NSD_SUBJECTS, NEW_SUBJECTS, REPETITIONS, SIZES, SUBJECTS, SimConfig, subject_index
 from neurochat.sim.render import render_scene
 from neurochat.sim.scenes import CANVAS, Scene, sample_scene
 
@@ -49,45 +50,67 @@ class Design:
     shared_ids: np.ndarray  # (n_shared,) 73k ids every subject sees: the test set
     subject_images: np.ndarray  # (n_subjects, images_per_subject) 73k ids; shared ones first
     master_ordering: np.ndarray  # (n_trials,) index into a subject's image list, same for all subjects
+    subjects: tuple[str, ...] = SUBJECTS  # whose rows `subject_images` holds, in order
 
     @classmethod
-    def sample(cls, config: SimConfig, seed: int) -> "Design":
+    def sample(cls, config: SimConfig, seed: int, new_subjects: Sequence[str] = ()) -> "Design":
+        """The trained subjects' design, and a row for each of `new_subjects`: the shared pictures and
+        its own fresh ones, numbered after the trained subjects' (so adding one changes nothing else)."""
         rng = np.random.default_rng([seed, 7100])
         ids = rng.permutation(config.n_images)
         shared = ids[: config.n_shared]
         own = ids[config.n_shared :].reshape(len(SUBJECTS), config.n_own)
         subject_images = np.concatenate([np.tile(shared, (len(SUBJECTS), 1)), own], axis=1)
         ordering = np.repeat(np.arange(config.images_per_subject), REPETITIONS)
-        return cls(shared, subject_images, rng.permutation(ordering))
+        master_ordering = rng.permutation(ordering)
+        new_rows = [np.concatenate([shared, config.n_images + NEW_SUBJECTS.index(subject) * config.n_own
+                                    + np.arange(config.n_own)]) for subject in new_subjects]  # fmt: skip
+        if new_rows:
+            subject_images = np.concatenate([subject_images, np.stack(new_rows)])
+        return cls(shared, subject_images, master_ordering, SUBJECTS + tuple(new_subjects))
+
+    @property
+    def n_images(self) -> int:
+        """Pictures the tree holds: every 73k id up to the highest any subject sees."""
+        return int(self.subject_images.max()) + 1
 
     def trial_image(self, subject_index: int) -> np.ndarray:
-        """The 73k id shown on every trial of a subject, (n_trials,)."""
+        """The 73k id shown on every trial of a subject (its row in `subjects`), (n_trials,)."""
         return self.subject_images[subject_index, self.master_ordering]
 
 
-def generate(out_dir: str | Path, size: str | SimConfig = "small", seed: int = 0, workers: int | None = None) -> Path:
-    """Write a SimNSD tree of the given size into `out_dir` and return its path."""
+def generate(out_dir: str | Path, size: str | SimConfig = "small", seed: int = 0, workers: int | None = None,
+             subjects: Sequence[str] = SUBJECTS) -> Path:  # fmt: skip
+    """Write a SimNSD tree of the given size into `out_dir` and return its path.
+
+    `subjects`: whom to simulate; by default the four trained ones. New subjects (`NEW_SUBJECTS`) live
+    in the same world (concept territories, pictures, test set) with their own anatomy and their own
+    training pictures; a tree of new subjects holds every picture up to theirs.
+    """
     config = (SIZES[size] if isinstance(size, str) else size).validate()
+    for subject in subjects:
+        subject_index(subject)  # an unknown name fails here, before anything is written
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
 
     # 1. design
-    design = Design.sample(config, seed)
+    design = Design.sample(config, seed, [subject for subject in subjects if subject not in SUBJECTS])
+    simulated = [design.subjects.index(subject) for subject in subjects]
 
     # 2. pictures
-    scenes = [sample_scene(seed, image_id) for image_id in range(config.n_images)]
+    scenes = [sample_scene(seed, image_id) for image_id in range(design.n_images)]
     images = np.stack([render_scene(scene, config.image_size) for scene in scenes])
     _write_stimuli(out, images)
     _write_annotations(out, scenes, config.image_size)
-    _write_expdesign(out, config, design)
-    _write_stim_info(out, config, design)
+    _write_expdesign(out, config, design, simulated)
+    _write_stim_info(out, config, design, simulated)
 
     # 3-4. brains and betas, one subject per task
     features = image_features(images)
     blobs = ConceptBlobs.sample(seed)
-    tasks = [(out, config, seed, index, design, features, scenes, blobs) for index in range(len(SUBJECTS))]
-    workers = workers or min(len(SUBJECTS), os.cpu_count() or 1)
+    tasks = [(out, config, seed, index, design, features, scenes, blobs) for index in simulated]
+    workers = workers or min(len(tasks), os.cpu_count() or 1)
     if workers > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:
             subject_info = list(pool.map(_write_subject, tasks))
@@ -95,7 +118,7 @@ def generate(out_dir: str | Path, size: str | SimConfig = "small", seed: int = 0
         subject_info = [_write_subject(task) for task in tasks]
 
     # 5. the answer key
-    _write_answer_key(out, config, seed, scenes, dict(zip(SUBJECTS, subject_info)), time.perf_counter() - started)
+    _write_answer_key(out, config, seed, scenes, dict(zip(subjects, subject_info)), time.perf_counter() - started)
     # 6. functional-localizer ROIs in NSD's format, from the answer key's territories
     write_sim_floc_rois(out)
     return out
@@ -162,10 +185,10 @@ def _write_annotations(out: Path, scenes: list[Scene], image_size: int) -> None:
 # Experimental design files
 
 
-def _write_expdesign(out: Path, config: SimConfig, design: Design) -> None:
+def _write_expdesign(out: Path, config: SimConfig, design: Design, simulated: list[int]) -> None:
     subjectim = np.zeros((N_NSD_SUBJECTS, config.images_per_subject))  # rows of unsimulated subjects stay 0
-    for index, subject in enumerate(SUBJECTS):
-        subjectim[int(subject[-2:]) - 1] = design.subject_images[index] + 1
+    for index in simulated:
+        subjectim[int(design.subjects[index][-2:]) - 1] = design.subject_images[index] + 1
     path = out / layout.EXPDESIGN
     path.parent.mkdir(parents=True, exist_ok=True)
     # MATLAB stores doubles, 1-based, as NSD does
@@ -187,12 +210,12 @@ def _pin_mat_header(path: Path) -> None:
         f.write(text)
 
 
-def _write_stim_info(out: Path, config: SimConfig, design: Design) -> None:
+def _write_stim_info(out: Path, config: SimConfig, design: Design, simulated: list[int]) -> None:
     shared = set(design.shared_ids.tolist())
-    seen = np.zeros((N_NSD_SUBJECTS, config.n_images), bool)
-    reps = np.zeros((N_NSD_SUBJECTS, config.n_images, REPETITIONS), int)
-    for index, subject in enumerate(SUBJECTS):
-        row = int(subject[-2:]) - 1
+    seen = np.zeros((N_NSD_SUBJECTS, design.n_images), bool)
+    reps = np.zeros((N_NSD_SUBJECTS, design.n_images, REPETITIONS), int)
+    for index in simulated:
+        row = int(design.subjects[index][-2:]) - 1
         shown = design.trial_image(index)
         for trial, image in enumerate(shown):
             rep = int((reps[row, image] > 0).sum())  # repetitions already shown
@@ -205,7 +228,7 @@ def _write_stim_info(out: Path, config: SimConfig, design: Design) -> None:
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(header)
-        for nsd_id in range(config.n_images):
+        for nsd_id in range(design.n_images):
             row = [nsd_id, coco_id(nsd_id), "train2017", "(0, 0, 0, 0)", 0.0, nsd_id, False, False, nsd_id in shared]
             row += [int(seen[k, nsd_id]) for k in range(N_NSD_SUBJECTS)]
             row += [int(reps[k, nsd_id, r]) for k in range(N_NSD_SUBJECTS) for r in range(REPETITIONS)]
@@ -223,11 +246,11 @@ def _runs(trials_per_session: int) -> np.ndarray:
     return np.array(runs)
 
 
-def _write_responses(out: Path, config: SimConfig, design: Design, subject_index: int, seed: int) -> None:
+def _write_responses(out: Path, config: SimConfig, design: Design, row: int, seed: int) -> None:
     """Behavioural responses: one row per trial, NSD's columns (the continuous recognition task)."""
-    rng = np.random.default_rng([seed, 7200, subject_index])
-    subject = SUBJECTS[subject_index]
-    shown = design.trial_image(subject_index)
+    rng = np.random.default_rng([seed, 7200, row])
+    subject = design.subjects[row]
+    shown = design.trial_image(row)
     runs = _runs(config.trials_per_session)
     first_seen: dict[int, int] = {}
     last_seen: dict[int, int] = {}
@@ -273,7 +296,7 @@ def _write_responses(out: Path, config: SimConfig, design: Design, subject_index
 def _write_subject(task) -> dict:
     """Simulate one subject and write its masks, behaviour, betas and concept maps."""
     out, config, seed, index, design, features, scenes, blobs = task
-    subject = SUBJECTS[index]
+    subject = design.subjects[index]
     brain = SimulatedSubject.build(config, seed, subject, blobs)
     _write_responses(out, config, design, index, seed)
 

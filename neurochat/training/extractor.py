@@ -62,8 +62,10 @@ def train_extractor(
     *,
     accelerator: Accelerator | None = None,
     progress: bool = True,
+    save=save_extractor,
 ) -> dict:
-    """Train `bundle.model` on the bank's training trials; save it to `out_dir`; return the history."""
+    """Train `bundle.model` on the bank's training trials; save it to `out_dir` with `save(bundle, out_dir)`
+    (default: a full checkpoint); return the history."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
@@ -84,10 +86,11 @@ def train_extractor(
     if config.max_steps is not None:
         total_steps = min(total_steps, config.max_steps)
 
-    # 2. Optimiser: AdamW, linear warm-up then cosine decay
+    # 2. Optimiser: AdamW over the parameters that learn (an adaptation freezes the rest), warm-up then cosine
     model = bundle.model
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
     scheduler = warmup_cosine(optimizer, int(config.warmup_fraction * total_steps), total_steps)
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
 
@@ -121,7 +124,7 @@ def train_extractor(
                 loss, clip_term, vae_term = alignment_loss(output, clip_target, vae_target, bundle.config.alpha)
             accelerator.backward(loss)
             if config.grad_clip:
-                accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)
+                accelerator.clip_grad_norm_(trainable, config.grad_clip)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad()
@@ -150,6 +153,6 @@ def train_extractor(
         "train_seconds_this_run": round(time.perf_counter() - started, 1),
     }
     if accelerator.is_main_process:
-        save_extractor(bundle, out_dir)
+        save(bundle, out_dir)
         shutil.rmtree(state_dir, ignore_errors=True)
     return bundle.info
