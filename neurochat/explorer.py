@@ -70,18 +70,21 @@ class Explorer:
     """Every model of a preset, loaded once, and the per-trial caches."""
 
     def __init__(self, preset: Preset, dataset: NSDDataset, ensemble: list[ExtractorBundle], vision, reconstructor,
-                 brainllm, *, vocabulary: list[str] | None, answer_key=None):  # fmt: skip
+                 brainllm, *, vocabulary: list[str] | None, answer_key=None,
+                 adapted: dict[str, ExtractorBundle] | None = None):  # fmt: skip
         self.preset = preset
         self.dataset = dataset
         self.ensemble = ensemble
         self.extractor = ensemble[0]  # the main model (largest patches) reads ẑ_c, ẑ_v and the LLM tokens
+        self.adapted = dict(adapted or {})  # new subjects: the main model with each one's own input layer (`train.adapt`)
         self.vision = vision
         self.reconstructor = reconstructor
         self.brainllm = brainllm
         # encoding maps are fitted on each subject's own training trials (once per machine, or when the
         # bundle was built: neurochat/encoding.py); an uploaded volume has none, so it gets GradCAM
         self.localizer = ConceptLocalizer(ensemble, vision, vocabulary, references=dataset_references(dataset, ensemble),
-                                          cache=cache_dir() / "encoding-maps", shipped=preset.layout.encoding_maps_dir)  # fmt: skip
+                                          cache=cache_dir() / "encoding-maps", shipped=preset.layout.encoding_maps_dir,
+                                          subject_bundles={s: [b] for s, b in self.adapted.items()})  # fmt: skip
         self.vocabulary = vocabulary
         self.answer_key = answer_key
         self._features = LRUCache(32)
@@ -116,7 +119,8 @@ class Explorer:
         from neurochat.models.bundle import has_brainllm, load_ensemble, load_preset_brainllm
         from neurochat.models.unclip import load_unclip, same_image_encoder
         from neurochat.models.vision import VisionEncoders
-        from neurochat.paths import bundle_simnsd_version, check_simnsd_version, ensure_simnsd
+        from neurochat.models.extractor import load_adapted_extractor
+        from neurochat.paths import adapted_demo_tree, bundle_simnsd_version, check_simnsd_version, ensure_simnsd
         from neurochat.sim.truth import AnswerKey
         from neurochat.vocabulary import CONCEPT_NAMES
 
@@ -124,10 +128,11 @@ class Explorer:
         settings = get_preset(preset, weights)
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+        adapted = settings.layout.adapted_subjects()  # {new subject: its input layer}, from `train.adapt`
         if nsd_root is None:
             if settings.name != "demo":
                 raise ConfigError("the paper preset explores real NSD: pass --nsd-root DIR")
-            nsd_root = ensure_simnsd("demo", log=log)
+            nsd_root = adapted_demo_tree(adapted, log) or ensure_simnsd("demo", log=log)
         check_simnsd_version(nsd_root, trained_on=bundle_simnsd_version(settings.layout.root))
         dataset = NSDDataset(nsd_root, annotations=annotations)
         ensemble = load_ensemble(settings, device=device)
@@ -146,8 +151,11 @@ class Explorer:
         brainllm = load_brainllm(brainllm_dir, device=device, quantization=quantization, offload=offload)
         answer_key = AnswerKey(dataset.root) if AnswerKey.exists(dataset.root) else None
         vocabulary = list(CONCEPT_NAMES) if settings.name == "demo" else None
+        adapted = {s: load_adapted_extractor(folder, device) for s, folder in adapted.items() if s in dataset.subjects}
+        for bundle in adapted.values():
+            bundle.model.to(dtype)
         return cls(settings, dataset, ensemble, vision, reconstructor, brainllm, vocabulary=vocabulary,
-                   answer_key=answer_key)  # fmt: skip
+                   answer_key=answer_key, adapted=adapted)  # fmt: skip
 
     # -- trials ------------------------------------------------------------------------------------
 
@@ -257,12 +265,12 @@ class Explorer:
             mask = self.dataset.nsdgeneral(state.subject) > 0
             affine = self.dataset.affine(state.subject)
             to_mni = self.answer_key.to_mni(state.subject) if self.answer_key is not None else None
-        clip, vae, tokens = self._encode(volume)
+        clip, vae, tokens = self._encode(volume, state.subject if state.upload is None else None)
         return self._features.put(state.key, Features(volume, mask, affine, to_mni, clip, vae, tokens))
 
     @torch.no_grad()
-    def _encode(self, volume: np.ndarray):
-        bundle = self.extractor
+    def _encode(self, volume: np.ndarray, subject: str | None):
+        bundle = self.adapted.get(subject, self.extractor)
         parameter = next(bundle.model.parameters())
         output = bundle.model(bundle.tokens(bundle.preprocessor(volume[None]).to(parameter.device, parameter.dtype)))
         return output.clip[0].float(), output.vae[0].float(), output.penultimate[0]
@@ -459,7 +467,7 @@ class Explorer:
             return cached
         features = self.features(state)
         volume, zeroed = ablate(features.volume, heatmaps, fraction)
-        clip, vae, tokens = self._encode(volume)
+        clip, vae, tokens = self._encode(volume, state.subject if state.upload is None else None)
         ablated = Features(volume, features.mask, features.affine, features.to_mni, clip, vae, tokens)
         prompt = self.reconstruction_prompt(state, ablated, removed=names) if state.prompt else ""
         return self._ablations.put(cache_key, (Ablation(names, zeroed, prompt), ablated))

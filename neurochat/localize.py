@@ -163,10 +163,11 @@ class ConceptLocalizer:
     def __init__(self, bundles: list[ExtractorBundle], vision, vocabulary: list[str] | None = None,
                  references: Callable[[str], ReferenceRecordings | None] | None = None, method: str = "auto",
                  ridge: float = DEFAULT_RIDGE, cache: str | Path | None = None,
-                 shipped: str | Path | None = None):  # fmt: skip
+                 shipped: str | Path | None = None, subject_bundles: dict[str, list[ExtractorBundle]] | None = None):  # fmt: skip
         if not bundles:
             raise DataError("concept localization needs at least one ViT3D extractor")
         self.bundles = bundles
+        self.subject_bundles = dict(subject_bundles or {})  # a new subject's own (adapted) models, instead of `bundles`
         self.vision = vision
         self.vocabulary = list(vocabulary) if vocabulary is not None else None
         self.references = references
@@ -196,6 +197,10 @@ class ConceptLocalizer:
                 f"'{name}' is not a concept this model knows.{hint} Known concepts: {', '.join(self.vocabulary)}"
             )
         return name
+
+    def bundles_for(self, subject: str | None) -> list[ExtractorBundle]:
+        """The models that map `subject`'s brain: its adapted ones if it has any, else the ensemble."""
+        return self.subject_bundles.get(subject, self.bundles)
 
     def text_embedding(self, concept: str) -> torch.Tensor:
         name = self.check_concept(concept)
@@ -261,7 +266,7 @@ class ConceptLocalizer:
         if statistics is None:
             raise DataError(f"no recordings of {subject} to fit an encoding map on: nothing to ship")
         texts = self._texts(self.vocabulary) if self.vocabulary is not None else None
-        return self.store.ship(folder, subject, self.bundles, self.references, statistics, keep, texts)
+        return self.store.ship(folder, subject, self.bundles_for(subject), self.references, statistics, keep, texts)
 
     def method_for(self, subject: str, method: str | None = None) -> str:
         """The method a localization of `subject` uses: "encoding" or "gradcam"."""
@@ -287,17 +292,17 @@ class ConceptLocalizer:
         if used == "encoding":
             per_model = self._encoding_maps(subject, name, volume.shape, mask)
         else:
-            per_model = self._gradcam_maps(volume, name, mask)
+            per_model = self._gradcam_maps(volume, name, mask, self.bundles_for(subject))
         ensemble = _unit_scale(np.mean(list(per_model.values()), axis=0), mask)
         search = np.asarray(mask, bool) if mask is not None else None
         return Heatmap(name, subject, ensemble.astype(np.float32), np.asarray(affine), to_mni, per_model, used, search)
 
     # -- the two methods -------------------------------------------------------------------------
 
-    def _gradcam_maps(self, volume: np.ndarray, name: str, mask: np.ndarray | None) -> dict[int, np.ndarray]:
+    def _gradcam_maps(self, volume: np.ndarray, name: str, mask: np.ndarray | None, bundles) -> dict[int, np.ndarray]:
         text = self.text_embedding(name)
         per_model = {}
-        for bundle in self.bundles:
+        for bundle in bundles:
             operator = bundle.preprocessor.operator(volume.shape)
             patch_tokens = operator.tokens(volume[None])  # (1, N, r³)
             scores = gradcam_patches(bundle, bundle.tokens(patch_tokens), text)  # (N,)
@@ -317,7 +322,7 @@ class ConceptLocalizer:
             for k, other in enumerate(names):
                 self._maps[(subject, other)] = [weights[k] for weights in fitted]
         per_model = {}
-        for bundle, stats, weights in zip(self.bundles, statistics, self._maps[key]):
+        for bundle, stats, weights in zip(self.bundles_for(subject), statistics, self._maps[key]):
             native = np.zeros(int(np.prod(shape)), np.float64)
             native[stats.voxels] = weights.clamp_min(0).numpy()  # where activity rises with the concept
             per_model[bundle.config.patch_size] = _unit_scale(native.reshape(shape), mask)
@@ -334,14 +339,15 @@ class ConceptLocalizer:
     def _load_or_fit(self, subject: str) -> list[EncodingStatistics] | None:
         if self.references is None:
             return None
-        stored = self.store.load(subject, self.bundles, self.references)
+        bundles = self.bundles_for(subject)
+        stored = self.store.load(subject, bundles, self.references)
         if stored is not None:
             return stored
         reference = self.references(subject)
         if reference is None:
             return None
-        fitted = [encoding_statistics(bundle, reference) for bundle in self.bundles]
-        self.store.save(subject, self.bundles, self.references, fitted)
+        fitted = [encoding_statistics(bundle, reference) for bundle in bundles]
+        self.store.save(subject, bundles, self.references, fitted)
         return fitted
 
 

@@ -59,6 +59,20 @@ def ensure_simnsd(size: str = "demo", seed: int = 0, log: Callable[[str], None] 
     return root
 
 
+def adapted_demo_tree(adapted: dict[str, Path], log: Callable[[str], None] | None = None) -> Path | None:
+    """The cached SimNSD tree of a new subject that has an adapted model (`train.adapt` made both), or None.
+
+    The demo explores that tree (the trained subjects and the new one) instead of the plain one; with
+    several new subjects adapted, the first one's (each lives in a tree of its own)."""
+    from neurochat.sim.config import NEW_SUBJECTS
+
+    trees = [simnsd_root("demo", 0, s) for s in adapted if s in NEW_SUBJECTS]
+    trees = [tree for tree in trees if (tree / _COMPLETE_MARKER).exists()]
+    if len(trees) > 1 and log is not None:
+        log(f"several new subjects are adapted; exploring {trees[0].name} (pass --nsd-root for another)")
+    return ensure_simnsd("demo", log=log, subject=trees[0].name.rsplit("-", 1)[1]) if trees else None
+
+
 def dataset_root(preset: str, nsd_root: str | Path | None) -> Path:
     """The NSD tree a command works on: `nsd_root`, or for the demo the cached SimNSD (generated once)."""
     from neurochat.errors import ConfigError

@@ -94,6 +94,17 @@ def test_adapting_trains_the_input_layer_alone_and_saves_only_it(request, new_tr
         assert set(results["new"][count]) == {"clip_2way", "clip_top1", "object_hit", "n"} and results["new"][count]["n"] == 3
     assert set(results["within_10_percent"]) == {"0", "1"}
 
+    from neurochat.explorer import Explorer
+
+    explorer = Explorer.load("demo", nsd_root=new_tree, weights=weights, device="cpu", log=lambda *_: None)
+    assert "subj03" in explorer.subjects and list(explorer.adapted) == ["subj03"], "the app offers the adapted subject"
+    state = explorer.select("subj03", nsd_id=int(explorer.trial_choices("subj03")[0].nsd_id))
+    features = explorer.features(state)
+    zero_shot = explorer._encode(features.volume, None)[0]
+    assert not torch.allclose(features.clip, zero_shot), "its recordings are read through its own input layer"
+    assert explorer.localizer.bundles_for("subj03") == [explorer.adapted["subj03"]]
+    assert explorer.localize(state, explorer.true_concepts(state)[0]).native.shape == features.volume.shape
+
 
 def test_an_input_layer_that_does_not_fit_its_base_is_a_clear_error(tmp_path):
     from neurochat.models.extractor import load_adapted_extractor
