@@ -121,3 +121,28 @@ def test_the_command_has_a_floc_subcommand(capsys):
         main(["floc", "--help"])
     assert exit_info.value.code == 0
     assert "--json" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_zeroing_an_roi_is_compared_with_as_many_random_voxels(request, sim_root):
+    from test_app import micro_bundle_paths
+
+    from neurochat.evaluate.floc_ablation import roi_ablation
+    from neurochat.models.bundle import load_main_extractor
+    from neurochat.models.unclip import load_unclip
+    from neurochat.models.vision import VisionEncoders
+    from neurochat.presets import get_preset
+    from neurochat.reconstruct import Reconstructor
+
+    weights, _ = micro_bundle_paths(request)
+    preset = get_preset("demo", weights)
+    dataset = NSDDataset(sim_root)
+    results = roi_ablation(dataset, load_main_extractor(preset), Reconstructor(load_unclip(preset)),
+                           VisionEncoders.from_preset(preset), CONCEPT_NAMES, max_cases=2, steps=2, log=_quiet)  # fmt: skip
+    assert set(results) == {"floc-bodies", "floc-places"}
+    sizes = [int(((read_floc_roi(sim_root, s, "floc-places") > 0) & (dataset.nsdgeneral(s) > 0)).sum()) for s in dataset.subjects]
+    for name, r in results.items():
+        assert r["n"] == 2 and 0.0 <= r["roi_beats_random"] <= 1.0
+        assert np.isfinite([r["drop_roi"], r["drop_random"]]).all()
+    assert min(sizes) <= results["floc-places"]["voxels"] <= max(sizes)

@@ -141,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.what == "probe":
         results = _probe(args, preset, dataset, vision)
     elif args.what == "floc":
-        results = _floc(preset, dataset, vision)
+        results = _floc(preset, dataset, vision, steps=args.steps)
     elif args.what == "new-subject":
         results = _new_subject(args, preset, dataset, vision)
     elif args.what == "all":
@@ -160,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "decoder": _decoder(args, preset, dataset, vision),
                    "recon": _recon(args, preset, dataset, vision),
                    "localize": _localize(args, preset, dataset, vision),
-                   "floc": _floc(preset, dataset, vision)}  # fmt: skip
+                   "floc": _floc(preset, dataset, vision, steps=args.steps)}  # fmt: skip
         command = "python -m neurochat.evaluate " + " ".join(sys.argv[1:] if argv is None else argv)
         path = write_report(results, out, preset=args.preset, dataset=str(dataset.root), seconds=time.perf_counter() - started,
                             command=command)  # fmt: skip
@@ -223,11 +223,14 @@ def _new_subject(args, preset, dataset, vision) -> dict:
                                 steps=args.steps)  # fmt: skip
 
 
-def _floc(preset, dataset, vision) -> dict:
+def _floc(preset, dataset, vision, *, steps: int) -> dict:
     import numpy as np
 
     from neurochat.encoding import dataset_references
+    from neurochat.evaluate.floc_ablation import roi_ablation
     from neurochat.floc import score_floc
+    from neurochat.models.unclip import load_unclip
+    from neurochat.reconstruct import Reconstructor
     from neurochat.localize import ConceptLocalizer
     from neurochat.models.bundle import load_ensemble
     from neurochat.paths import cache_dir
@@ -245,7 +248,10 @@ def _floc(preset, dataset, vision) -> dict:
         return localizer.localize(np.zeros(mask.shape, np.float32), concept, subject=subject,
                                   affine=dataset.affine(subject), mask=mask).native  # fmt: skip
 
-    return score_floc(dataset, concept_map, vocabulary)
+    results = score_floc(dataset, concept_map, vocabulary)
+    results["ablation"] = roi_ablation(dataset, ensemble[0], Reconstructor(load_unclip(preset)), vision, vocabulary,
+                                       steps=steps)  # fmt: skip
+    return results
 
 
 def _probe(args, preset, dataset, vision) -> dict:

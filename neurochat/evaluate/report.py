@@ -253,6 +253,14 @@ def _floc_section(floc: dict) -> list[str]:
     lines += ["", f"Mean AUC over the ROIs: {_fmt(floc['mean_auc'])} in nsdgeneral, {_fmt(floc.get('mean_auc_higher'))} "
               "in higher visual cortex."]  # fmt: skip
     lines += [f"{name}: not scored, {why}." for name, why in floc.get("skipped", {}).items()]
+    if floc.get("ablation"):
+        lines += ["", "Zeroing each ROI's voxels vs as many random nsdgeneral voxels (`neurochat.evaluate.floc_ablation`): the "
+                  "drop of the ROI's concept's score (cosine of the reconstruction's CLIP embedding with the concept's "
+                  "text), same seed.", "", "| ROI zeroed | voxels | recordings | score drop, ROI | score drop, random voxels | "
+                  "ROI drop larger |", "|---|---|---|---|---|---|"]  # fmt: skip
+        for name, r in floc["ablation"].items():
+            lines.append(f"| {name} | {r['voxels']:.0f} | {r['n']} | {r['drop_roi']:.4f} | {r['drop_random']:.4f} | "
+                         f"{_fmt(r['roi_beats_random'], True)} |")  # fmt: skip
     return lines + [""]
 
 
