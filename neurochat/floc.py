@@ -57,6 +57,12 @@ FLOC_ROIS = (
     FlocROI("floc-words", ("OWFA", "VWFA-1", "VWFA-2", "mfs-words", "mTL-words"), ()),
 )
 FLOC_BY_NAME = {roi.name: roi for roi in FLOC_ROIS}
+
+
+def roi_of(concept: str) -> FlocROI | None:
+    """The localizer ROI whose contrast selects for `concept` (the first that lists it), or None."""
+    return next((roi for roi in FLOC_ROIS if concept in roi.concepts), None)
+
 PRF_VISUAL_LABELS = ("V1v", "V1d", "V2v", "V2d", "V3v", "V3d", "hV4")  # NSD's prf-visualrois: early visual cortex
 SIM_SELECTIVITY = 0.5  # a SimNSD voxel joins a territory's ROI where a member's true selectivity is ≥ this
 RANDOM_ROIS = 100  # size-matched random ROIs per (subject, ROI) for the null

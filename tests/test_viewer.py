@@ -245,6 +245,12 @@ def test_simnsd_subject_regions_truth_and_click(sim_root):
     trial = SimpleNamespace(subject=subject, upload=None, key=(subject, 7, "averaged", None))
     session = SimpleNamespace(trial=trial, shown=concept, ablation=SimpleNamespace(zeroed=zeroed))
     handlers = viewer.ViewerHandlers(explorer)
+    animal = viewer.subject_map(explorer, session, "dog")  # animals: SimNSD's floc-bodies
+    assert animal.roi_label == "floc-bodies (functional-localizer ROI)" and animal.roi.sum() > 0
+    drawn = viewer.orthogonal_slices(animal.values, animal.affine, tuple(np.argwhere(animal.roi)[0]), roi=animal.roi)
+    amber = np.all(np.abs(drawn.image.astype(int) - (255, 171, 0)) < 40, axis=-1)
+    assert amber.sum() > 20, "the ROI's outline is drawn"
+    assert viewer.subject_map(explorer, session, "car").roi is None, "no localizer selects for vehicles"
     image, peaks, text, view = handlers.show(session, 0.3, "neurological", "", None)
     assert image.ndim == 3 and peaks["data"] and view.layout.cut == table.voxels[0]
     assert text.startswith("**MNI (") and f"true map {truth.max():.3g}" in text and "zeroed by the ablation" in text

@@ -1,6 +1,7 @@
 """A slice viewer with neuroscientists' conventions, beside the 3D brain: orthogonal slices through a
 crosshair on an anatomical underlay, L/R labels that follow the affine, a colorbar and a threshold; the
-true concept map's contour (SimNSD's answer key) and an ablation's zeroed voxels as overlays; a click
+true concept map's contour (SimNSD's answer key), the concept's functional-localizer ROI (NSD's floc-*
+files, or SimNSD's) and an ablation's zeroed voxels as overlays; a click
 that reads out the coordinate and the value; a table of peaks with region names; two concepts side by
 side on one colour scale. Server-rendered with matplotlib (no template is downloaded).
 
@@ -31,6 +32,7 @@ from neurochat.app.slices import (
     panel_slice, peak_table, pixel_to_voxel, plan, readout, to_ras, voxel_to_mm, voxel_to_pixel,
 )  # fmt: skip
 from neurochat.errors import DataError, NeuroChatError
+from neurochat.floc import read_floc_roi, roi_of
 
 log = logging.getLogger("neurochat.app")
 
@@ -40,6 +42,7 @@ _CROSSHAIR = "#00e676"
 _CONTOUR = "#00e5ff"
 _MARKED = "#b388ff"  # an ablation's zeroed voxels: violet, far from the heat colours and the cyan contour
 _MARKED_ALPHA = 0.8
+_ROI = "#ffab00"  # a functional-localizer ROI's outline: amber, dashed, apart from the true map's cyan
 _UNDERLAY_PERCENTILES = (2.0, 98.0)  # grey scale of the underlay: robust to a few extreme voxels
 _UNDERLAY_HEADROOM = 1.3  # the brightest anatomy stays mid-grey-to-light, so the heat colours stand out
 _SEQUENTIAL_CMAP = "hot"  # a map ≥ 0 (the heatmaps): the usual hot overlay on grey anatomy
@@ -51,7 +54,7 @@ def orthogonal_slices(values, affine, voxel=None, *, underlay=None, threshold: f
                       contour_level: float | None = None, contour_label: str = "true map",
                       marked=None, marked_label: str = "zeroed voxels", title: str = "",
                       value_label: str = "value", underlay_label: str = "", vmax: float | None = None,
-                      width_px: int | None = None) -> Rendered:  # fmt: skip
+                      width_px: int | None = None, roi=None, roi_label: str = "localizer ROI") -> Rendered:  # fmt: skip
     """Sagittal, coronal and axial slices of `values` through `voxel` (default: its strongest voxel).
 
     Parameters
@@ -63,6 +66,7 @@ def orthogonal_slices(values, affine, voxel=None, *, underlay=None, threshold: f
     convention : "neurological" (left on the left) or "radiological" (left on the right); stated on the figure.
     contour : (X, Y, Z) map outlined at `contour_level` (default half its maximum), e.g. the true concept map.
     marked : (X, Y, Z) bool voxels filled in violet, e.g. an ablation's zeroed voxels.
+    roi : (X, Y, Z) bool voxels outlined dashed, e.g. the functional-localizer ROI of the concept (floc-bodies).
 
     Returns a `Rendered`: the picture, its layout (for `pixel_to_voxel`) and a note when the map shows nothing.
     """
@@ -72,7 +76,8 @@ def orthogonal_slices(values, affine, voxel=None, *, underlay=None, threshold: f
     layout = plan(values.shape, affine, convention, cut, n_rows=1, **kwargs)
     return _draw(layout, affine, [(values, title)], underlay=underlay, threshold=threshold, space=space,
                  contour=contour, contour_level=contour_level, contour_label=contour_label, marked=marked,
-                 marked_label=marked_label, value_label=value_label, underlay_label=underlay_label, vmax=vmax)  # fmt: skip
+                 marked_label=marked_label, value_label=value_label, underlay_label=underlay_label, vmax=vmax,
+                 roi=roi, roi_label=roi_label)  # fmt: skip
 
 
 def side_by_side(map_a, map_b, affine, voxel=None, *, titles: tuple[str, str] = ("", ""), underlay=None,
@@ -115,7 +120,7 @@ def _underlay_range(underlay: np.ndarray) -> tuple[float, float]:
 
 def _draw(layout: SliceLayout, affine, maps: list[tuple[np.ndarray, str]], *, underlay, threshold: float, space: str,
           contour=None, contour_level=None, contour_label="", marked=None, marked_label="", value_label="value",
-          underlay_label="", vmax=None) -> Rendered:  # fmt: skip
+          underlay_label="", vmax=None, roi=None, roi_label="") -> Rendered:  # fmt: skip
     import matplotlib
 
     matplotlib.use("Agg", force=False)  # headless: never open a window
@@ -136,6 +141,7 @@ def _draw(layout: SliceLayout, affine, maps: list[tuple[np.ndarray, str]], *, un
     ras_under = ras(np.nan_to_num(check_same_grid(underlay, "underlay", shape))) if underlay is not None else None
     ras_contour = ras(np.nan_to_num(check_same_grid(contour, "contour overlay", shape))) if contour is not None else None
     ras_marked = ras(check_same_grid(marked, "marked voxels", shape) > 0) if marked is not None else None
+    ras_roi = ras(check_same_grid(roi, "ROI overlay", shape) > 0).astype(np.float32) if roi is not None else None
     if ras_contour is not None and contour_level is None:
         contour_level = DEFAULT_CONTOUR_FRACTION * float(ras_contour.max())
     ras_cut = native_to_ras(layout.cut, shape, layout.orientation)
@@ -172,6 +178,11 @@ def _draw(layout: SliceLayout, affine, maps: list[tuple[np.ndarray, str]], *, un
             if truth.min() < contour_level < truth.max():  # else the level is not crossed on this slice
                 ax.contour(np.arange(box.n_cols) + 0.5, np.arange(box.n_rows) + 0.5, truth, levels=[contour_level],
                            colors=_CONTOUR, linewidths=1.3)  # fmt: skip
+        if ras_roi is not None:
+            inside = panel_slice(ras_roi, box.name, ras_cut, layout.convention)
+            if inside.min() < 0.5 < inside.max():
+                ax.contour(np.arange(box.n_cols) + 0.5, np.arange(box.n_rows) + 0.5, inside, levels=[0.5], colors=_ROI,
+                           linewidths=1.3, linestyles="dashed")  # fmt: skip
         col, row = _crosshair_position(box, layout)
         ax.axvline(col, color=_CROSSHAIR, linewidth=0.8, alpha=0.85)
         ax.axhline(row, color=_CROSSHAIR, linewidth=0.8, alpha=0.85)
@@ -209,6 +220,8 @@ def _draw(layout: SliceLayout, affine, maps: list[tuple[np.ndarray, str]], *, un
     legend = [("+", _CROSSHAIR, "crosshair")]
     if ras_contour is not None:
         legend.append(("—", _CONTOUR, f"{contour_label} (outline at {contour_level:.2g})"))
+    if ras_roi is not None:
+        legend.append(("--", _ROI, roi_label))
     if ras_marked is not None:
         legend.append(("■", _MARKED, f"{marked_label} ({int(ras_marked.sum()):,})"))
     x, line = 14, 1 - (height - FOOTER_PX + 19) / height
@@ -257,6 +270,8 @@ class SubjectMap:
     truth: np.ndarray | None = None  # SimNSD's true map of the concept
     zeroed: np.ndarray | None = None  # bool: the voxels an ablation set to 0
     regions: RegionAtlas | None = None
+    roi: np.ndarray | None = None  # bool: the functional-localizer ROI of the concept, where the data has one
+    roi_label: str = ""
 
 
 def subject_map(explorer, session, concept: str) -> SubjectMap:
@@ -284,6 +299,10 @@ def subject_map(explorer, session, concept: str) -> SubjectMap:
         found.zeroed = ablation.zeroed
     if known_subject:
         found.regions = regions_for(str(explorer.dataset.root), trial.subject)
+        roi = roi_of(heatmap.concept)
+        labels = read_floc_roi(explorer.dataset.root, trial.subject, roi.name) if roi is not None else None
+        if labels is not None and labels.shape == values.shape:
+            found.roi, found.roi_label = labels > 0, f"{roi.name} (functional-localizer ROI)"
     return found
 
 
@@ -308,7 +327,7 @@ def viewer_panel(explorer, session, threshold: float = 0.5, convention: str = "n
                   value_label="heat", underlay_label=shown.underlay_label)  # fmt: skip
     if other is None:
         drawn = orthogonal_slices(shown.values, shown.affine, voxel, contour=shown.truth, marked=shown.zeroed,
-                                  title=shown.title, **common)  # fmt: skip
+                                  title=shown.title, roi=shown.roi, roi_label=shown.roi_label, **common)  # fmt: skip
     else:
         drawn = side_by_side(shown.values, other.values, shown.affine, voxel, titles=(shown.title, other.title), **common)
     table = peak_table(shown.values, shown.affine, regions=shown.regions, threshold=threshold, space=shown.space)
