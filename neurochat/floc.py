@@ -143,8 +143,9 @@ def score_floc(dataset, concept_map, vocabulary, *, seed: int = 0, log=print) ->
     where the tree has it): a scene's colours and textures drive early visual cortex too, which a
     localizer contrast controls for and an encoding map does not.
 
-    {"rois": {roi: {"concepts", "subjects", "auc", "enrichment", "pointing", "null_auc", "random_roi_auc",
-    "random_roi_p95", "higher": {the same scores} or None}}, "mean_auc", "mean_auc_higher", "skipped": {roi: why}}
+    {"rois": {roi: {"concept" (its concepts joined by " / "), "concepts", "subjects", "auc", "enrichment",
+    "pointing", "null_auc", "random_roi_auc", "random_roi_p95", "higher": {the same scores} or None}},
+    "mean_auc", "mean_auc_higher", "skipped": {roi: why}}
     """
     vocabulary = list(vocabulary)
     rng = np.random.default_rng(seed)
@@ -183,7 +184,8 @@ def score_floc(dataset, concept_map, vocabulary, *, seed: int = 0, log=print) ->
     for name, regions in collected.items():
         if "nsdgeneral" not in regions:
             continue
-        rois[name] = {"concepts": [c for c in FLOC_BY_NAME[name].concepts if c in vocabulary], "subjects": subjects[name],
+        concepts = [c for c in FLOC_BY_NAME[name].concepts if c in vocabulary]
+        rois[name] = {"concept": " / ".join(concepts), "concepts": concepts, "subjects": subjects[name],
                       **_summary(regions["nsdgeneral"]),
                       "higher": _summary(regions["higher"]) if "higher" in regions else None}  # fmt: skip
         log(format_roi(name, rois[name]))

@@ -95,7 +95,7 @@ def test_a_tree_with_nsds_roi_files_is_scored_by_their_names(nsd_named_tree):
 
     vocabulary = [*CONCEPT_NAMES, "person"]
     results = score_floc(dataset, maps, vocabulary, log=_quiet)
-    assert list(results["rois"]) == ["floc-faces"] and results["rois"]["floc-faces"]["concepts"] == ["person"]
+    assert list(results["rois"]) == ["floc-faces"] and results["rois"]["floc-faces"]["concept"] == "person"
     faces = results["rois"]["floc-faces"]
     assert faces["subjects"] == ["subj01"] and faces["auc"] > 0.99 and faces["null_auc"] < 0.1
     assert faces["higher"] is None, "no prf-visualrois in this tree: no higher-visual-cortex scores"
