@@ -120,23 +120,22 @@ def readme_table(results: dict) -> str:
                          f"{_number(embedding['drop_others'])})", "—"))  # fmt: skip
     floc = results.get("floc")
     if floc:
-        per_roi = ", ".join(f"{name} {_number(r['auc'])} (null {_number(r['null_auc'])})" for name, r in floc["rois"].items())
-        rows.append(("concept maps vs functional-localizer ROIs: mean AUC in nsdgeneral / higher visual cortex",
-                     f"{_number(floc['mean_auc'])} / {_number(floc.get('mean_auc_higher'))}; {per_roi}", "not measured"))  # fmt: skip
+        rows.append(("concept maps vs localizer ROIs (floc): mean AUC, in higher visual cortex",
+                     f"{_number(floc['mean_auc'])}, {_number(floc.get('mean_auc_higher'))}", "not measured"))  # fmt: skip
     new_subject = results.get("new-subject")
     if new_subject:
-        trained, curve = new_subject["trained"], new_subject["new"]
-        cells = [f"{count} session{'s' if count != '1' else ''} {_percent(scores['clip_top1'])} / {_percent(scores['object_hit'])}"
-                 for count, scores in curve.items() if scores]  # fmt: skip
-        rows.append((f"a new subject ({new_subject['subject']}): CLIP top-1 / object_hit by sessions of its data, vs the "
-                     "trained subjects", f"{'; '.join(cells)}; trained {_percent(trained['clip_top1'])} / "
-                     f"{_percent(trained['object_hit'])}", "not measured"))  # fmt: skip
+        curve = [scores for scores in new_subject["new"].values() if scores]
+        trained = new_subject["trained"]
+        rows.append((f"new subject {new_subject['subject']}, CLIP top-1 / object_hit after "
+                     f"{' / '.join(k for k, v in new_subject['new'].items() if v)} sessions; trained subjects",
+                     " / ".join(_percent(c["clip_top1"]) for c in curve) + "; " + " / ".join(_percent(c["object_hit"]) for c in curve)
+                     + f"; {_percent(trained['clip_top1'])}, {_percent(trained['object_hit'])}", "not measured"))  # fmt: skip
     dialogue = (results.get("dialogue") or {}).get("vit3d")
     if dialogue:
         existence = dialogue["existence"]
-        rows.append(("chat vs the answer key: existence present / absent, count, position, scene; hallucinated objects "
-                     "per answer", f"{_percent(existence['present'])} / {_percent(existence['absent'])}, "
-                     f"{_percent(dialogue['count'])}, {_percent(dialogue['position'])}, {_percent(dialogue['scene'])}; "
+        rows.append(("chat: yes if present / no if absent, count, position, scene; hallucinations per answer",
+                     f"{_percent(existence['present'])} / {_percent(existence['absent'])}, {_percent(dialogue['count'])}, "
+                     f"{_percent(dialogue['position'])}, {_percent(dialogue['scene'])}; "
                      f"{_number(dialogue['hallucinated_objects_per_answer'])}", "not measured"))  # fmt: skip
     if not rows:
         raise DataError("the results hold none of the sections the README table shows (extractor, caption, recon, "
