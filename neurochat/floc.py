@@ -149,6 +149,7 @@ def score_floc(dataset, concept_map, vocabulary, *, seed: int = 0, log=print) ->
     """
     vocabulary = list(vocabulary)
     rng = np.random.default_rng(seed)
+    subject_maps: dict[str, dict[str, np.ndarray]] = {}  # every concept's map, once per subject for all its ROIs
     collected: dict[str, dict[str, dict[str, list]]] = {}  # roi -> region -> score -> values
     subjects: dict[str, list[str]] = {}
     skipped: dict[str, str] = {}
@@ -170,7 +171,9 @@ def score_floc(dataset, concept_map, vocabulary, *, seed: int = 0, log=print) ->
             early = read_floc_roi(dataset.root, subject, "prf-visualrois")
             if early is not None and early.shape == nsdgeneral.shape:
                 regions["higher"] = nsdgeneral & ~(early > 0)
-            maps = {c: concept_map(subject, c) for c in vocabulary}
+            if subject not in subject_maps:
+                subject_maps[subject] = {c: concept_map(subject, c) for c in vocabulary}
+            maps = subject_maps[subject]
             for region, search in regions.items():
                 inside = (labels > 0) & search
                 if not inside.any() or inside.sum() == search.sum():

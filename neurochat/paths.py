@@ -66,11 +66,10 @@ def adapted_demo_tree(adapted: dict[str, Path], log: Callable[[str], None] | Non
     several new subjects adapted, the first one's (each lives in a tree of its own)."""
     from neurochat.sim.config import NEW_SUBJECTS
 
-    trees = [simnsd_root("demo", 0, s) for s in adapted if s in NEW_SUBJECTS]
-    trees = [tree for tree in trees if (tree / _COMPLETE_MARKER).exists()]
-    if len(trees) > 1 and log is not None:
-        log(f"several new subjects are adapted; exploring {trees[0].name} (pass --nsd-root for another)")
-    return ensure_simnsd("demo", log=log, subject=trees[0].name.rsplit("-", 1)[1]) if trees else None
+    ready = [s for s in adapted if s in NEW_SUBJECTS and (simnsd_root("demo", 0, s) / _COMPLETE_MARKER).exists()]
+    if len(ready) > 1 and log is not None:
+        log(f"several new subjects are adapted; exploring {ready[0]}'s tree (pass --nsd-root for another)")
+    return ensure_simnsd("demo", log=log, subject=ready[0]) if ready else None
 
 
 def dataset_root(preset: str, nsd_root: str | Path | None) -> Path:
